@@ -1,0 +1,164 @@
+"""Differentiable, TorchScript-compatible molecular features.
+
+Every feature maps positions [batch, n_atoms, 3] (nm) of the *whole* system to a feature matrix
+[batch, n_out]; it selects its atoms itself, so a CV built on features can be handed OpenMM's full positions.
+``describe()`` returns a JSON-able definition that is stored in every exported CV file.
+
+>>> import torch
+>>> phi = Dihedrals([(4, 6, 8, 14)])
+>>> phi(torch.zeros(1, 22, 3)).shape
+torch.Size([1, 1])
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Feature", "Cartesians", "PairwiseDistances", "Dihedrals", "Concatenate", "kabsch_align",
+           "dihedral_angles"]
+
+
+def dihedral_angles(p0: Tensor, p1: Tensor, p2: Tensor, p3: Tensor) -> Tensor:
+    """IUPAC dihedral angle (radians, in (−π, π]) of the points p0-p1-p2-p3, each [..., 3]."""
+    b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
+    n1 = torch.linalg.cross(b1, b2)
+    n2 = torch.linalg.cross(b2, b3)
+    y = torch.linalg.vector_norm(b2, dim=-1) * (b1 * n2).sum(-1)
+    x = (n1 * n2).sum(-1)
+    return torch.atan2(y, x)
+
+
+def kabsch_align(coords: Tensor, reference: Tensor) -> Tensor:
+    """Rigidly superpose ``coords`` [batch, k, 3] onto ``reference`` [k, 3] (both nm), minimising RMSD.
+
+    The centroid is removed and the optimal proper rotation (Kabsch, with the reflection fix) applied.
+    Differentiable everywhere except at degenerate (collinear) configurations.
+    """
+    centred = coords - coords.mean(dim=-2, keepdim=True)
+    ref = reference - reference.mean(dim=-2, keepdim=True)
+    covariance = centred.transpose(-1, -2) @ ref
+    u, _, vh = torch.linalg.svd(covariance)
+    d = torch.sign(torch.linalg.det(u @ vh))
+    ones = torch.ones_like(d)
+    correction = torch.diag_embed(torch.stack([ones, ones, d], dim=-1))
+    rotation = u @ correction @ vh
+    return centred @ rotation
+
+
+class Feature(nn.Module):
+    """Base of all features: holds the atom indices it reads (a buffer) and its output width."""
+
+    def __init__(self, atoms: Sequence[int], n_out: int):
+        super().__init__()
+        if len(atoms) == 0:
+            raise ValueError("a feature needs at least one atom index")
+        if min(atoms) < 0:
+            raise ValueError(f"atom indices must be non-negative, got {min(atoms)}")
+        self.register_buffer("atoms", torch.tensor(list(atoms), dtype=torch.long))
+        self.n_out = int(n_out)
+
+    def describe(self) -> dict:
+        raise NotImplementedError
+
+    def atom_indices(self) -> list[int]:
+        return sorted(set(self.atoms.tolist()))
+
+
+class Cartesians(Feature):
+    """Flattened Cartesian coordinates (nm) of ``atoms``, optionally Kabsch-aligned to ``reference``.
+
+    ``reference`` [len(atoms), 3] in nm: the coordinates of the same atoms in the reference frame.
+    ``components`` keeps only some of x, y, z (0, 1, 2), e.g. ``(0, 1)`` for the 2D toy potentials.
+    Output order: atom-major, [x_0, y_0, z_0, x_1, …].
+    """
+
+    def __init__(self, atoms: Sequence[int], reference: Optional[Tensor] = None,
+                 components: Sequence[int] = (0, 1, 2)):
+        if not components or any(c not in (0, 1, 2) for c in components):
+            raise ValueError(f"components must be a non-empty subset of (0, 1, 2), got {tuple(components)}")
+        super().__init__(atoms, len(components) * len(atoms))
+        self.register_buffer("components", torch.tensor(list(components), dtype=torch.long))
+        self.aligned = reference is not None
+        if reference is not None:
+            reference = torch.as_tensor(reference, dtype=torch.get_default_dtype())
+            if reference.shape != (len(atoms), 3):
+                raise ValueError(f"reference must have shape ({len(atoms)}, 3), got {tuple(reference.shape)}")
+        self.register_buffer("reference", reference if reference is not None else torch.zeros(len(atoms), 3))
+
+    def forward(self, positions: Tensor) -> Tensor:
+        coords = positions.index_select(-2, self.atoms)
+        if self.aligned:
+            coords = kabsch_align(coords, self.reference.to(coords.dtype))
+        return coords.index_select(-1, self.components).flatten(-2)
+
+    def describe(self) -> dict:
+        return {"type": "cartesians", "atoms": self.atoms.tolist(), "aligned": self.aligned,
+                "components": self.components.tolist(), "units": "nm"}
+
+
+class PairwiseDistances(Feature):
+    """Distances (nm) between atom pairs: all pairs of ``atoms`` (i < j), or the explicit ``pairs``."""
+
+    def __init__(self, atoms: Optional[Sequence[int]] = None, pairs: Optional[Sequence[tuple[int, int]]] = None):
+        if (atoms is None) == (pairs is None):
+            raise ValueError("give either atoms (all pairs among them) or pairs, not both")
+        if pairs is None:
+            atoms = list(atoms)
+            pairs = [(atoms[i], atoms[j]) for i in range(len(atoms)) for j in range(i + 1, len(atoms))]
+        pairs = [tuple(p) for p in pairs]
+        if any(len(p) != 2 or p[0] == p[1] for p in pairs):
+            raise ValueError("each pair must hold two different atom indices")
+        super().__init__([i for p in pairs for i in p], len(pairs))
+        self.register_buffer("first", torch.tensor([p[0] for p in pairs], dtype=torch.long))
+        self.register_buffer("second", torch.tensor([p[1] for p in pairs], dtype=torch.long))
+
+    def forward(self, positions: Tensor) -> Tensor:
+        delta = positions.index_select(-2, self.second) - positions.index_select(-2, self.first)
+        return torch.linalg.vector_norm(delta, dim=-1)
+
+    def describe(self) -> dict:
+        return {"type": "distances", "pairs": torch.stack([self.first, self.second], 1).tolist(), "units": "nm"}
+
+
+class Dihedrals(Feature):
+    """Dihedral angles of atom quadruplets: radians in (−π, π], or (sin, cos) pairs when ``sincos``.
+
+    With ``sincos`` the output is [sin θ_1, …, sin θ_n, cos θ_1, …, cos θ_n].
+    """
+
+    def __init__(self, quadruplets: Sequence[tuple[int, int, int, int]], sincos: bool = False):
+        quadruplets = [tuple(q) for q in quadruplets]
+        if any(len(q) != 4 for q in quadruplets):
+            raise ValueError("each dihedral needs four atom indices")
+        super().__init__([i for q in quadruplets for i in q], len(quadruplets) * (2 if sincos else 1))
+        self.register_buffer("quadruplets", torch.tensor(quadruplets, dtype=torch.long))
+        self.sincos = sincos
+
+    def forward(self, positions: Tensor) -> Tensor:
+        p = [positions.index_select(-2, self.quadruplets[:, k]) for k in range(4)]
+        angles = dihedral_angles(p[0], p[1], p[2], p[3])
+        if self.sincos:
+            return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+        return angles
+
+    def describe(self) -> dict:
+        return {"type": "dihedrals", "quadruplets": self.quadruplets.tolist(), "sincos": self.sincos,
+                "units": "dimensionless" if self.sincos else "rad"}
+
+
+class Concatenate(Feature):
+    """Several features side by side, in the given order."""
+
+    def __init__(self, features: Sequence[Feature]):
+        if len(features) == 0:
+            raise ValueError("Concatenate needs at least one feature")
+        super().__init__([i for f in features for i in f.atoms.tolist()], sum(f.n_out for f in features))
+        self.parts = nn.ModuleList(features)
+
+    def forward(self, positions: Tensor) -> Tensor:
+        return torch.cat([part(positions) for part in self.parts], dim=-1)
+
+    def describe(self) -> dict:
+        return {"type": "concatenate", "parts": [part.describe() for part in self.parts]}

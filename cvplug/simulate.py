@@ -1,0 +1,145 @@
+"""Run a system with OpenMM and write a trajectory: DCD + PDB for molecules, an .npz array file for toys.
+
+Toy trajectory format (``.npz``): ``x`` [frames, dim] natural coordinates (nm), ``time`` [frames] (ps),
+``system`` (name), ``temperature`` (K), ``dt`` (ps between frames). Read it with :func:`load_trajectory`.
+Molecular trajectories are ``<out>.dcd`` with their topology in ``<out>.pdb``; mdtraj reads them directly.
+An interrupted run resumes from ``<out>.state.xml`` (written every ``checkpoint_every`` frames).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch  # noqa: F401  (before openmm)
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+from tqdm.auto import tqdm
+
+from cvplug.systems import SystemSpec
+
+__all__ = ["make_simulation", "simulate", "load_trajectory", "TrajectoryError", "ToyTrajectory"]
+
+
+class TrajectoryError(ValueError):
+    """A trajectory that cannot be read or does not match its topology/system."""
+
+
+def make_simulation(spec: SystemSpec, platform: str = "CPU", seed: int = 0, dynamics: Optional[str] = None,
+                    threads: Optional[int] = None) -> app.Simulation:
+    """An OpenMM Simulation of ``spec`` at its initial positions with seeded velocities and integrator."""
+    try:
+        chosen = openmm.Platform.getPlatformByName(platform)
+    except openmm.OpenMMException:
+        available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+        raise ValueError(f"OpenMM platform {platform!r} is not available here; choose one of {available}") from None
+    properties = {"Threads": str(threads)} if threads and platform == "CPU" else {}
+    simulation = app.Simulation(spec.topology, spec.system, spec.integrator(seed, dynamics), chosen, properties)
+    if spec.box_vectors is not None:
+        simulation.context.setPeriodicBoxVectors(*spec.box_vectors)
+    simulation.context.setPositions(spec.positions)
+    simulation.context.setVelocitiesToTemperature(spec.temperature * unit.kelvin, int(seed) % (2**31 - 2) + 1)
+    return simulation
+
+
+class _DCDSink:
+    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, append: bool):
+        self.path = path.with_suffix(".dcd")  # header time step = one frame (mdtraj numbers frames 0, 1, …)
+        if not append:
+            with open(path.with_suffix(".pdb"), "w") as handle:
+                app.PDBFile.writeFile(spec.topology, spec.positions * unit.nanometer, handle)
+        self._handle = open(self.path, "r+b" if append else "wb")
+        self._dcd = app.DCDFile(self._handle, spec.topology, dt_frame * unit.picosecond, append=append)
+
+    def record(self, state: openmm.State) -> None:
+        self._dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+class _ArraySink:
+    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, append: bool):
+        self.path, self.spec, self.dt = path.with_suffix(".npz"), spec, dt_frame
+        self.frames = list(np.load(self.path)["x"]) if append else []
+
+    def record(self, state: openmm.State) -> None:
+        xyz = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        self.frames.append(xyz[:, : self.spec.toy.dim_per_particle].reshape(-1))
+
+    def close(self) -> None:
+        x = np.array(self.frames)
+        np.savez(self.path, x=x, time=self.dt * np.arange(1, len(x) + 1), system=self.spec.name,
+                 temperature=self.spec.temperature, dt=self.dt)
+
+
+def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: int = 0, platform: str = "CPU",
+             dynamics: Optional[str] = None, checkpoint_every: int = 100, progress: bool = True,
+             simulation: Optional[app.Simulation] = None,
+             advance: Optional[Callable[[int], None]] = None) -> Path:
+    """Integrate ``steps`` steps, saving a frame every ``report_every`` steps; returns the trajectory path.
+
+    A run whose ``<out>.state.xml`` exists continues from it (same seed, appended frames) until ``steps``
+    steps are done in total. Pass ``simulation`` to run a prepared one, and ``advance(n_steps)`` to integrate
+    through something other than ``simulation.step`` (e.g. a metadynamics driver).
+    """
+    if steps <= 0 or report_every <= 0 or steps % report_every:
+        raise ValueError(f"steps ({steps}) must be a positive multiple of report_every ({report_every})")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = out.with_suffix(".state.xml")
+    simulation = simulation or make_simulation(spec, platform, seed, dynamics)
+    resume = checkpoint.exists()
+    if resume:
+        simulation.loadState(str(checkpoint))
+        simulation.currentStep = round(simulation.context.getState().getStepCount())
+    dt_frame = report_every * simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
+    sink = (_ArraySink if spec.toy is not None else _DCDSink)(out, spec, dt_frame, resume)
+    done = simulation.currentStep
+    try:
+        with tqdm(total=steps, initial=done, unit="step", disable=not progress, desc=spec.name) as bar:
+            for frame in range(done // report_every, steps // report_every):
+                (advance or simulation.step)(report_every)
+                sink.record(simulation.context.getState(getPositions=True, enforcePeriodicBox=False))
+                bar.update(report_every)
+                if (frame + 1) % checkpoint_every == 0:
+                    simulation.saveState(str(checkpoint))
+    finally:
+        sink.close()
+        simulation.saveState(str(checkpoint))
+    return sink.path
+
+
+class ToyTrajectory:
+    """A toy-system trajectory: ``x`` [frames, dim] (nm), ``time`` [frames] (ps), ``system``, ``temperature``."""
+
+    def __init__(self, x: np.ndarray, time: np.ndarray, system: str, temperature: float):
+        self.x, self.time, self.system, self.temperature = x, time, system, temperature
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def load_trajectory(path, top=None):
+    """Read a trajectory written by :func:`simulate`: an ``mdtraj.Trajectory`` or a :class:`ToyTrajectory`.
+
+    For DCD files the topology defaults to the PDB beside it; a mismatch raises :class:`TrajectoryError`.
+    """
+    import mdtraj
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no trajectory at {path}")
+    if path.suffix == ".npz":
+        try:
+            data = np.load(path)
+            return ToyTrajectory(data["x"], data["time"], str(data["system"]), float(data["temperature"]))
+        except (KeyError, ValueError, OSError) as error:
+            raise TrajectoryError(f"{path} is not a cvplug toy trajectory (.npz with x, time, system, "
+                                  f"temperature): {error}") from error
+    top = top or path.with_suffix(".pdb")
+    try:
+        return mdtraj.load(str(path), top=str(top) if isinstance(top, (str, Path)) else top)
+    except (ValueError, OSError, IOError) as error:
+        raise TrajectoryError(f"cannot read {path} with topology {top}: {error}") from error

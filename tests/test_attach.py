@@ -1,0 +1,79 @@
+import numpy as np
+import openmm
+import openmm.unit as unit
+import pytest
+import torch
+
+import cvplug
+from cvplug import systems
+from test_cv import mlp_cv
+
+K = 7.5  # kJ/mol per CV unit
+
+
+def cv_forces_from_openmm(spec, cv, positions, energy):
+    attached = cvplug.attach(spec.system, cv, energy=energy, parameters={"k": K}, force_group=1)
+    context = openmm.Context(spec.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    state = context.getState(getEnergy=True, getForces=True, groups={1})
+    return (attached, context, state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+            state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+
+
+@pytest.mark.parametrize("component", [0, 1])
+def test_torchforce_forces_equal_autograd(ala2_frames, component, tmp_path):
+    spec = systems.load("ala2-implicit")
+    cv = mlp_cv(torch.float64)
+    loaded = cvplug.load_cv(cv.export(tmp_path / "mlp.pt"))
+    positions = ala2_frames.xyz[5].astype(np.float64)
+    attached, context, energy, forces = cv_forces_from_openmm(spec, loaded, positions, f"k*cv{component}")
+    x = torch.tensor(positions, requires_grad=True)
+    value = cv(x)[component]
+    (gradient,) = torch.autograd.grad(value, x)
+    assert energy == pytest.approx(K * value.item(), rel=1e-10)
+    np.testing.assert_allclose(forces, -K * gradient.numpy(), rtol=1e-5, atol=1e-8)
+    assert np.abs(forces).max() > 1e-3  # the CV really moves atoms
+    np.testing.assert_allclose(attached.values(context), cv(x).detach().numpy(), rtol=1e-10)
+
+
+def test_dihedral_cv_forces_equal_autograd(ala2_frames):
+    from cvplug.demo import phi_psi_cv
+
+    spec = systems.load("ala2-vacuum")
+    cv = phi_psi_cv(spec).double()
+    positions = ala2_frames.xyz[3].astype(np.float64)
+    _, _, energy, forces = cv_forces_from_openmm(spec, cv, positions, "k*(phi+2*psi)")
+    x = torch.tensor(positions, requires_grad=True)
+    angles = cv(x)
+    (gradient,) = torch.autograd.grad(angles[0] + 2 * angles[1], x)
+    assert energy == pytest.approx(K * (angles[0] + 2 * angles[1]).item(), rel=1e-10)
+    np.testing.assert_allclose(forces, -K * gradient.numpy(), rtol=1e-5, atol=1e-8)
+    assert set(np.flatnonzero(np.abs(forces).sum(1) > 0)) == {4, 6, 8, 14, 16}
+
+
+def test_attach_to_wrong_atom_count_raises():
+    spec = systems.load("ala2-explicit")
+    with pytest.raises(ValueError, match="22 atoms.*2269 particles"):
+        cvplug.attach(spec.system, mlp_cv())
+    assert not any(isinstance(f, openmm.CustomCVForce) for f in spec.system.getForces())
+
+
+def test_attach_periodic_cv_to_nonperiodic_system_raises():
+    from cvplug.demo import phi_psi_cv
+
+    cv = phi_psi_cv(systems.load("ala2-explicit"))
+    cv.n_atoms = 22  # pretend the atom count matched
+    with pytest.raises(ValueError, match="periodic"):
+        cvplug.attach(systems.load("ala2-implicit").system, cv)
+
+
+def test_cv_rides_along_in_explicit_solvent(tmp_path):
+    from cvplug.demo import phi_psi_cv
+
+    spec = systems.load("ala2-explicit")
+    cv = phi_psi_cv(spec)
+    attached = cvplug.attach(spec.system, cvplug.load_cv(cv.export(tmp_path / "x.pt")))
+    context = openmm.Context(spec.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    context.setPeriodicBoxVectors(*spec.box_vectors)
+    context.setPositions(spec.positions)
+    np.testing.assert_allclose(attached.values(context), cv(torch.tensor(spec.positions)).numpy(), atol=1e-5)

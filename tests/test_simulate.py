@@ -1,0 +1,61 @@
+import mdtraj
+import numpy as np
+import pytest
+
+from cvplug import systems
+from cvplug.simulate import TrajectoryError, load_trajectory, simulate
+
+
+def test_molecular_trajectory_is_read_by_mdtraj(tmp_path):
+    path = simulate(systems.load("ala2-vacuum"), 400, tmp_path / "run", report_every=100, platform="Reference",
+                    progress=False)
+    traj = mdtraj.load(str(path), top=str(tmp_path / "run.pdb"))
+    assert traj.n_frames == 4 and traj.n_atoms == 22
+    assert load_trajectory(path).n_frames == 4
+
+
+def test_same_seed_same_trajectory_other_seed_differs(tmp_path):
+    runs = [load_trajectory(simulate(systems.load("ala2-vacuum"), 200, tmp_path / f"s{i}-{seed}", report_every=100,
+                                     seed=seed, platform="Reference", progress=False)).xyz
+            for i, seed in enumerate([5, 5, 6])]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.abs(runs[0] - runs[2]).max() > 1e-3
+
+
+def test_toy_trajectory_format(tmp_path):
+    path = simulate(systems.load("three-well"), 1000, tmp_path / "tw.npz", report_every=10, progress=False)
+    traj = load_trajectory(path)
+    assert path.suffix == ".npz" and traj.x.shape == (100, 2) and traj.system == "three-well"
+    assert traj.temperature == pytest.approx(120.27, abs=0.01)
+    np.testing.assert_allclose(np.diff(traj.time), 0.01)
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path):
+    spec = systems.load("three-well")
+    simulate(spec, 500, tmp_path / "r.npz", report_every=10, progress=False)  # "interrupted" after 500 steps
+    traj = load_trajectory(simulate(systems.load("three-well"), 1000, tmp_path / "r.npz", report_every=10,
+                                    progress=False))
+    assert len(traj) == 100
+    np.testing.assert_allclose(np.diff(traj.time), 0.01)
+    steps = np.linalg.norm(np.diff(traj.x, axis=0), axis=1)
+    assert steps[49] < 5 * np.median(steps)  # no jump back to the start at the resume point
+
+
+def test_trajectory_with_wrong_topology_is_refused(tmp_path):
+    path = simulate(systems.load("ala2-vacuum"), 100, tmp_path / "a", report_every=100, platform="Reference",
+                    progress=False)
+    other = systems.load("ala2-explicit")
+    pdb = tmp_path / "water.pdb"
+    import openmm.app as app
+    import openmm.unit as unit
+    with open(pdb, "w") as handle:
+        app.PDBFile.writeFile(other.topology, other.positions * unit.nanometer, handle)
+    with pytest.raises(TrajectoryError, match="cannot read"):
+        load_trajectory(path, top=pdb)
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="multiple"):
+        simulate(systems.load("ring"), 105, tmp_path / "x.npz", report_every=10)
+    with pytest.raises(ValueError, match="platform"):
+        simulate(systems.load("ring"), 100, tmp_path / "x.npz", report_every=10, platform="Quantum")
