@@ -26,7 +26,7 @@ import openmm.unit as unit
 
 from .context import evaluate, make_context
 
-__all__ = ["SUPPORTED_FORCES", "check_replicable", "replicate", "ReplicatedContext"]
+__all__ = ["SUPPORTED_FORCES", "replicable_terms", "replicate", "ReplicatedContext"]
 
 SUPPORTED_FORCES = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "NonbondedForce",
                     "CMMotionRemover")
@@ -44,14 +44,19 @@ _KINDS = {
 }
 
 
+_NONBONDED_METHODS = {openmm.NonbondedForce.CutoffNonPeriodic: "CutoffNonPeriodic",
+                      openmm.NonbondedForce.CutoffPeriodic: "CutoffPeriodic", openmm.NonbondedForce.Ewald: "Ewald",
+                      openmm.NonbondedForce.PME: "PME", openmm.NonbondedForce.LJPME: "LJPME"}
+
+
 def _plain(values) -> tuple[float, ...]:
     return tuple(v.value_in_unit_system(unit.md_unit_system) if unit.is_quantity(v) else float(v) for v in values)
 
 
 def _nonbonded_pairs(force: openmm.NonbondedForce) -> Iterator[tuple[str, tuple[int, ...], tuple[float, ...]]]:
     if force.getNonbondedMethod() != openmm.NonbondedForce.NoCutoff:
-        raise ValueError("the replicated strategy supports NonbondedForce only with NoCutoff (vacuum); this one "
-                         f"uses nonbonded method {force.getNonbondedMethod()} (cutoff, Ewald or PME)")
+        method = _NONBONDED_METHODS.get(force.getNonbondedMethod(), force.getNonbondedMethod())
+        raise ValueError(f"the replicated strategy supports NonbondedForce only with NoCutoff (vacuum), not {method}")
     if force.getNumParticleParameterOffsets() or force.getNumExceptionParameterOffsets():
         raise ValueError("the replicated strategy does not support NonbondedForce parameter offsets")
     exceptions = {}
@@ -67,35 +72,38 @@ def _nonbonded_pairs(force: openmm.NonbondedForce) -> Iterator[tuple[str, tuple[
 
 
 def _terms(force: openmm.Force) -> Iterator[tuple[str, tuple[int, ...], tuple[float, ...]]]:
-    """(kind, particles, parameters) of every term of ``force`` that can carry energy."""
+    """(kind, particles, parameters) of every term of ``force`` that carries energy (bonded: nonzero k)."""
     name = type(force).__name__
     if name == "HarmonicBondForce":
-        for b in range(force.getNumBonds()):
-            i, j, r0, k = force.getBondParameters(b)
-            yield "bond", (i, j), _plain((r0, k))
+        bonded = ("bond", force.getNumBonds(), force.getBondParameters, 2)
     elif name == "HarmonicAngleForce":
-        for a in range(force.getNumAngles()):
-            i, j, k, theta0, kappa = force.getAngleParameters(a)
-            yield "angle", (i, j, k), _plain((theta0, kappa))
+        bonded = ("angle", force.getNumAngles(), force.getAngleParameters, 3)
     elif name == "PeriodicTorsionForce":
-        for t in range(force.getNumTorsions()):
-            i, j, k, l, periodicity, phase, kappa = force.getTorsionParameters(t)
-            yield "torsion", (i, j, k, l), _plain((periodicity, phase, kappa))
+        bonded = ("torsion", force.getNumTorsions(), force.getTorsionParameters, 4)
     elif name == "NonbondedForce":
         yield from _nonbonded_pairs(force)
-    elif name != "CMMotionRemover":
+        return
+    elif name == "CMMotionRemover":
+        return
+    else:
         raise ValueError(f"the replicated strategy does not support {name} (it supports "
                          f"{', '.join(SUPPORTED_FORCES)}); use batch_strategy='single' or 'pool'")
+    kind, count, get_parameters, n_particles = bonded
+    for t in range(count):
+        parameters = get_parameters(t)
+        values = _plain(parameters[n_particles:])
+        if values[-1] != 0:  # the force constant
+            yield kind, tuple(parameters[:n_particles]), values
 
 
-def check_replicable(system: openmm.System) -> list[tuple[str, tuple[int, ...], tuple[float, ...]]]:
-    """The terms of ``system`` with nonzero force constants; ValueError if it cannot be replicated."""
+def replicable_terms(system: openmm.System) -> list[tuple[str, tuple[int, ...], tuple[float, ...]]]:
+    """The energy terms of ``system`` as (kind, particles, parameters); ValueError if it cannot be replicated."""
+    terms = [term for force in system.getForces() for term in _terms(force)]
     if system.usesPeriodicBoundaryConditions():
         raise ValueError("the replicated strategy needs a non-periodic system (vacuum, NoCutoff)")
     if any(system.isVirtualSite(i) for i in range(system.getNumParticles())):
         raise ValueError("the replicated strategy does not support virtual sites")
-    terms = [term for force in system.getForces() for term in _terms(force)]
-    return [term for term in terms if term[0] == "pair" or term[2][-1] != 0]  # bonded: last parameter is k
+    return terms
 
 
 def replicate(system: openmm.System, copies: int) -> tuple[openmm.System, list[str]]:
@@ -104,7 +112,7 @@ def replicate(system: openmm.System, copies: int) -> tuple[openmm.System, list[s
     """
     if copies < 1:
         raise ValueError(f"copies must be at least 1, got {copies}")
-    terms = check_replicable(system)
+    terms = replicable_terms(system)
     n = system.getNumParticles()
     replica = openmm.System()
     for _ in range(copies):
