@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-every", type=int, default=500, help="steps between saved frames and colvar lines")
     p.set_defaults(run=_bias)
 
-    p = commands.add_parser("demo", help="the main job on alanine dipeptide (about 5 minutes on 2 cores)")
-    common(p, 250_000)
+    p = commands.add_parser("demo", help="the main job on alanine dipeptide (0.3 ns, about 5 minutes on 2 cores)")
+    common(p, 150_000)
     p.add_argument("--out", default="demo-output", help="output folder")
     p.set_defaults(run=_demo)
 

@@ -28,7 +28,7 @@ def phi_psi_cv(spec: systems.SystemSpec) -> CollectiveVariable:
                               method="analytic", periodic_box=spec.periodic)
 
 
-def run_demo(out_dir="demo-output", steps: int = 250_000, seed: int = 0, platform: str = "CPU",
+def run_demo(out_dir="demo-output", steps: int = 150_000, seed: int = 0, platform: str = "CPU",
              progress: bool = True) -> dict:
     """Run the demo; returns the basin populations and output paths, and prints a summary."""
     out_dir = Path(out_dir)

@@ -31,10 +31,13 @@ def _make(name: str, folder: str, description: str, temperature: float, **create
         box = np.array([v.value_in_unit(unit.nanometer) for v in inpcrd.boxVectors])
         system.setDefaultPeriodicBoxVectors(*inpcrd.boxVectors)
     positions = np.array(inpcrd.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    peptide = [a for a in prmtop.topology.atoms() if a.residue.name in ("ACE", "ALA", "NME")]
+    heavy = tuple(a.index for a in peptide if a.element.symbol != "H")
     return SystemSpec(name=name, system=system, topology=prmtop.topology, positions=positions,
                       temperature=temperature, timestep=0.002, friction=1.0, box_vectors=box,
                       description=description,
-                      extras={"phi_atoms": PHI_ATOMS, "psi_atoms": PSI_ATOMS})
+                      extras={"phi_atoms": PHI_ATOMS, "psi_atoms": PSI_ATOMS, "heavy_atoms": heavy,
+                              "peptide_atoms": tuple(a.index for a in peptide)})
 
 
 def vacuum(temperature: float = 300.0) -> SystemSpec:

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from cvplug import CollectiveVariable, systems
+from cvplug.bias import run_metadynamics
+
+X1_RANGE = [(-4.0, 4.0)]
+
+
+def x1_cv():
+    """The double well's x1 as a CV (the particle's x coordinate, nm = reduced length)."""
+    from cvplug.features import Cartesians
+
+    return CollectiveVariable(Cartesians([0], components=(0,)), torch.nn.Identity().double(), n_atoms=1,
+                              names=["x1"], method="analytic").double()
+
+
+def run(out, steps, **options):
+    settings = dict(ranges=X1_RANGE, widths=[0.15], bias_factor=10.0, height=0.5, frequency=100,
+                    report_every=100, platform="Reference", progress=False)
+    settings.update(options)
+    return run_metadynamics(systems.load("double-well"), x1_cv(), steps, out, **settings)
+
+
+def test_metadynamics_writes_outputs_and_resumes(tmp_path):
+    first = run(tmp_path, 2000)
+    assert first.colvar.shape == (20, 3)  # time, x1, bias
+    assert (first.colvar[1:, 2] >= 0).all() and first.colvar[-1, 2] > 0  # bias grows from 0
+    for name in ["fes.npz", "fes.png", "colvar.dat", "trajectory.npz", "trajectory.state.xml"]:
+        assert (tmp_path / name).exists(), name
+    fes = np.load(tmp_path / "fes.npz")
+    assert fes["free_energy"].shape == fes["axis0"].shape and fes["free_energy"].min() == 0
+    depth_before = first.free_energy.max()
+    second = run(tmp_path, 4000)  # same folder: continues to 4000 steps in total
+    assert second.colvar.shape == (40, 3)
+    np.testing.assert_allclose(np.diff(second.colvar[:, 0]), 0.1, atol=1e-6)
+    assert second.free_energy.max() > depth_before  # the earlier bias was reloaded, not restarted from zero
+    assert len(list((tmp_path / "bias").glob("bias_*.npy"))) == 2
+
+
+def test_bias_needs_ranges_for_a_nonperiodic_cv(tmp_path):
+    with pytest.raises(ValueError, match="bias range"):
+        run_metadynamics(systems.load("double-well"), x1_cv(), 100, tmp_path, report_every=100, frequency=100)
+    with pytest.raises(ValueError, match="bias_factor"):
+        run(tmp_path, 100, bias_factor=1.0)
+
+
+@pytest.mark.slow
+def test_well_tempered_fes_matches_exact_double_well(tmp_path):
+    """F(x1) of the double well is x1^4/4 - 3 x1^2 + x1 (kT = 1; x2 integrates out).
+
+    Compared where the exact F is within 8 kT of its minimum, after removing the mean offset.
+    """
+    result = run(tmp_path, 200_000, report_every=1000)
+    x = result.axes[0]
+    exact = x**4 / 4 - 3 * x**2 + x
+    exact -= exact.min()
+    inside = exact < 8.0
+    error = result.free_energy[inside] - exact[inside]
+    rms = np.sqrt(np.mean((error - error.mean()) ** 2))
+    print(f"double-well FES RMS error over F < 8 kT: {rms:.3f} kT")
+    assert rms < 0.6
