@@ -61,12 +61,13 @@ def test_in_process_strategies_match_direct_openmm(vacuum, strategy, platform):
     assert relative_error(grad, grad_ref) < RTOL
 
 
-def test_pool_matches_direct_openmm_and_leaves_no_processes(vacuum):
+@pytest.mark.parametrize("strategy", ["pool", "replicated"])
+def test_worker_processes_match_direct_openmm_and_leave_no_processes(vacuum, strategy):
     positions = perturbed(vacuum, 5, seed=1)
-    with OpenMMEnergy(vacuum, platform="Reference", batch_strategy="pool", workers=2) as energy:
+    with OpenMMEnergy(vacuum, platform="Reference", batch_strategy=strategy, workers=2, copies=2) as energy:
         u, grad = bridge_values(energy, positions)
         pids = energy.evaluator.pids
-        assert len(pids) == 2 and energy.evaluator.threads == max(1, usable_cores() // 2)
+        assert len(pids) == 2 and energy.threads == max(1, usable_cores() // 2)
     u_ref, grad_ref = direct(vacuum, positions)
     assert relative_error(u, u_ref) < RTOL
     assert relative_error(grad, grad_ref) < RTOL
@@ -208,3 +209,17 @@ def test_bad_arguments_raise_clear_errors(vacuum):
         energy(torch.zeros(22, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="floating-point"):
         energy(torch.zeros(1, 22, 3, dtype=torch.int64))
+    energy.close()
+    with pytest.raises(RuntimeError, match="was closed"):
+        energy(torch.zeros(1, 22, 3, dtype=torch.float64))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import cvplug.bridge
+    import cvplug.bridge.energy
+
+    for module in (cvplug.bridge, cvplug.bridge.energy):
+        failed, attempted = doctest.testmod(module)
+        assert attempted > 3 and failed == 0

@@ -1,9 +1,15 @@
 """OpenMM ↔ torch autograd bridge: batched energies and forces of a real force field inside torch losses.
 
+>>> import torch
 >>> from cvplug import systems
 >>> from cvplug.bridge import OpenMMEnergy
->>> energy = OpenMMEnergy(systems.load("ala2-vacuum"), batch_strategy="replicated")  # doctest: +SKIP
->>> u = energy(positions)          # [batch] reduced energies U/kT, differentiable  # doctest: +SKIP
+>>> spec = systems.load("ala2-vacuum")
+>>> energy = OpenMMEnergy(spec, batch_strategy="replicated", copies=4)
+>>> x = torch.tensor(spec.positions).expand(4, -1, -1).clone().requires_grad_()
+>>> u = energy(x)                  # reduced energies U/kT, shape [4]
+>>> u.sum().backward()             # x.grad = -F/kT from the same OpenMM call
+>>> round(u[0].item() * energy.kT, 2)   # kJ/mol
+-88.09
 
 Strategies: :mod:`.single` (one Context), :mod:`.pool` (worker processes), :mod:`.replicated` (one Context
 holding many copies of a vacuum molecule); bad samples: :mod:`.policy`.

@@ -11,7 +11,7 @@ from typing import Mapping, Optional, Protocol
 import numpy as np
 import openmm
 
-__all__ = ["Evaluator", "usable_cores", "make_context", "evaluate"]
+__all__ = ["Evaluator", "usable_cores", "get_platform", "make_context", "evaluate"]
 
 GPU_PLATFORMS = ("CUDA", "OpenCL", "HIP", "Metal")
 
@@ -29,6 +29,15 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def get_platform(name: str) -> openmm.Platform:
+    """The OpenMM platform called ``name``; ValueError listing the available ones if there is none."""
+    try:
+        return openmm.Platform.getPlatformByName(name)
+    except openmm.OpenMMException:
+        names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+        raise ValueError(f"OpenMM platform {name!r} is not available here; choose one of {names}") from None
+
+
 def make_context(system: openmm.System, platform: str = "CPU", threads: Optional[int] = None,
                  properties: Optional[Mapping[str, str]] = None,
                  box_vectors: Optional[np.ndarray] = None) -> openmm.Context:
@@ -37,11 +46,7 @@ def make_context(system: openmm.System, platform: str = "CPU", threads: Optional
     ``properties`` are further platform properties (e.g. ``{"Precision": "double"}`` on CUDA); ``box_vectors``
     (nm, [3, 3]) fix the periodic box of periodic systems.
     """
-    try:
-        chosen = openmm.Platform.getPlatformByName(platform)
-    except openmm.OpenMMException:
-        names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-        raise ValueError(f"OpenMM platform {platform!r} is not available here; choose one of {names}") from None
+    chosen = get_platform(platform)
     props = dict(properties or {})
     if threads is not None and platform == "CPU":
         props["Threads"] = str(int(threads))

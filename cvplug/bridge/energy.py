@@ -1,14 +1,16 @@
 """``OpenMMEnergy``: an OpenMM force field as a differentiable torch module of batched positions."""
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Mapping, Optional
 
 import openmm
+import openmm.unit as unit
 import torch
 
 from cvplug.systems.spec import MOLAR_GAS_CONSTANT
 
-from .context import GPU_PLATFORMS, Evaluator, usable_cores
+from .context import GPU_PLATFORMS, Evaluator, get_platform, usable_cores
 from .function import ReducedEnergy
 from .policy import SamplePolicy, check_positions
 from .pool import WorkerPool
@@ -61,8 +63,9 @@ class OpenMMEnergy(torch.nn.Module):
     batch_strategy : "single" (one Context, loop over the batch), "pool" (worker processes, each with a
         Context) or "replicated" (one Context holding ``copies`` copies of a vacuum molecule); default from
         :func:`default_strategy`.
-    workers : worker processes of the pool (default: the usable cores).
-    threads : CPU-platform threads per Context (default: the usable cores, divided among pool workers).
+    workers : worker processes, each with its own Context (default: the usable cores for "pool", else 1, i.e.
+        in this process); "replicated" with workers > 1 runs one replicated Context in each worker.
+    threads : CPU-platform threads per Context (default: the usable cores divided among the workers).
     copies : samples per OpenMM call of the replicated strategy.
     properties : further platform properties, e.g. ``{"Precision": "double"}`` on CUDA.
     policy : handling of high and non-finite energies.
@@ -82,22 +85,26 @@ class OpenMMEnergy(torch.nn.Module):
                  workers: Optional[int] = None, threads: Optional[int] = None, copies: int = 32,
                  properties: Optional[Mapping[str, str]] = None, policy: SamplePolicy = SamplePolicy()):
         super().__init__()
+        get_platform(platform)
         self.batch_strategy = batch_strategy or default_strategy(platform, system.system)
         if self.batch_strategy not in STRATEGIES:
             raise ValueError(f"batch_strategy must be one of {STRATEGIES}, not {self.batch_strategy!r}")
+        if self.batch_strategy == "replicated":
+            replicable_terms(system.system)  # refuse unsupported systems here, not in a worker
+        self.workers = int(workers or (usable_cores() if self.batch_strategy == "pool" else 1))
+        self.threads = int(threads or max(1, usable_cores() // self.workers))
         self.n_atoms = system.n_atoms
         self.platform = platform
         self.policy = policy
         self.temperature = system.temperature
         self.last_masked = torch.zeros(0, dtype=torch.bool)
-        self.evaluator: Evaluator = self._build(system, workers, threads, copies, properties)
-
-    def _build(self, system: "SystemSpec", workers, threads, copies, properties) -> Evaluator:
-        if self.batch_strategy == "pool":
-            return WorkerPool(system.system, workers, self.platform, threads, properties, system.box_vectors)
         if self.batch_strategy == "replicated":
-            return ReplicatedContext(system.system, system.positions, copies, self.platform, threads, properties)
-        return SingleContext(system.system, self.platform, threads, properties, system.box_vectors)
+            make = partial(ReplicatedContext, system.system, system.positions, copies, platform, self.threads,
+                           properties)
+        else:
+            make = partial(SingleContext, system.system, platform, self.threads, properties, system.box_vectors)
+        pooled = self.batch_strategy == "pool" or self.workers > 1
+        self.evaluator: Optional[Evaluator] = WorkerPool(make, self.workers) if pooled else make()
 
     @property
     def temperature(self) -> float:
@@ -107,7 +114,7 @@ class OpenMMEnergy(torch.nn.Module):
     @temperature.setter
     def temperature(self, value: float) -> None:
         if hasattr(value, "value_in_unit"):
-            value = value.value_in_unit(openmm.unit.kelvin)
+            value = value.value_in_unit(unit.kelvin)
         if not value > 0:
             raise ValueError(f"temperature must be positive (K), got {value}")
         self._temperature = float(value)
@@ -123,13 +130,17 @@ class OpenMMEnergy(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         """Reduced energies [batch] of positions [batch, n_atoms, 3] (nm)."""
+        if self.evaluator is None:
+            raise RuntimeError("this OpenMMEnergy was closed; create a new one")
         check_positions(positions, self.n_atoms)
         u, self.last_masked = ReducedEnergy.apply(positions, self.evaluator, self.kT, self.policy)
         return u
 
     def close(self) -> None:
-        """Release the Context or stop the worker processes."""
-        self.evaluator.close()
+        """Release the Context or stop the worker processes; the module cannot evaluate afterwards."""
+        if self.evaluator is not None:
+            self.evaluator.close()
+            self.evaluator = None
 
     def __enter__(self) -> "OpenMMEnergy":
         return self

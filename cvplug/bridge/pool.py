@@ -1,11 +1,13 @@
 """Strategy 2: a pool of worker processes, each with its own OpenMM Context, sharing a batch between them.
 
-Workers are started with ``spawn`` (safe with threads, CUDA and OpenMM), lazily at the first call, and each runs
-the single-Context strategy with ``threads`` CPU threads, so that workers × threads ≤ cores by default. They are
-stopped by :meth:`WorkerPool.close`, when the pool is garbage-collected, at interpreter exit, and when a call is
-interrupted (Ctrl-C) or a worker dies. Workers ignore SIGINT (the parent decides) and exit by themselves when the
-parent disappears, since their pipe to it closes. A script that uses the pool must guard its entry point with
-``if __name__ == "__main__":`` (spawn re-imports the main module in every worker).
+Each worker builds its evaluator (a :class:`~cvplug.bridge.single.SingleContext`, or a
+:class:`~cvplug.bridge.replicated.ReplicatedContext` for a pool of replicated systems) from a picklable factory.
+Workers are started with ``spawn`` (safe with threads, CUDA and OpenMM), lazily at the first call, which takes
+seconds (every worker imports torch). They are stopped by :meth:`WorkerPool.close`, when the pool is
+garbage-collected, at interpreter exit, and when a call is interrupted (Ctrl-C) or a worker dies. Workers ignore
+SIGINT (the parent decides) and exit by themselves when the parent disappears, since their pipe to it closes.
+A script that uses the pool must guard its entry point with ``if __name__ == "__main__":`` (spawn re-imports
+the main module in every worker).
 """
 from __future__ import annotations
 
@@ -15,37 +17,32 @@ import signal
 import time
 import traceback
 import weakref
-from typing import Mapping, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
-import openmm
 
-from .context import usable_cores
-from .single import SingleContext
+from .context import Evaluator
 
 __all__ = ["WorkerPool"]
 
 _STOP_SECONDS = 5.0  # how long close() waits for workers to finish before terminating them
 
 
-def _serve(connection, system_xml: str, platform: str, threads: int, properties: dict,
-           box_vectors: Optional[np.ndarray]) -> None:
-    """A worker's life: build a SingleContext, then answer position batches until told to stop or orphaned."""
+def _serve(connection, make_evaluator: Callable[[], Evaluator]) -> None:
+    """A worker's life: build the evaluator, then answer position batches until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _answer(connection, system_xml, platform, threads, properties, box_vectors)
+        _answer(connection, make_evaluator)
     except BaseException:
         traceback.print_exc()
         os._exit(1)
     os._exit(0)  # skip interpreter teardown (torch's takes seconds); a worker holds nothing to flush
 
 
-def _answer(connection, system_xml: str, platform: str, threads: int, properties: dict,
-            box_vectors: Optional[np.ndarray]) -> None:
+def _answer(connection, make_evaluator: Callable[[], Evaluator]) -> None:
     try:
         try:
-            evaluator = SingleContext(openmm.XmlSerializer.deserialize(system_xml), platform, threads, properties,
-                                      box_vectors)
+            evaluator = make_evaluator()
         except Exception as error:  # reported to the parent, which raises it
             connection.send(("error", f"{type(error).__name__}: {error}"))
             return
@@ -55,7 +52,7 @@ def _answer(connection, system_xml: str, platform: str, threads: int, properties
                 connection.send(("ok", evaluator(positions)))
             except Exception as error:
                 connection.send(("error", f"{type(error).__name__}: {error}"))
-    except (EOFError, BrokenPipeError, ConnectionResetError):
+    except (EOFError, ConnectionError):
         return  # the parent has gone or closed the pipe
 
 
@@ -82,23 +79,15 @@ class WorkerPool:
 
     Parameters
     ----------
-    system : the OpenMM System (constraints ignored: energies are those of the given positions).
-    workers : number of worker processes (default: the usable cores).
-    platform : OpenMM platform of every worker's Context.
-    threads : CPU threads per worker (default: cores // workers, at least 1).
-    properties, box_vectors : see :func:`cvplug.bridge.context.make_context`.
+    make_evaluator : picklable factory of each worker's evaluator, e.g.
+        ``functools.partial(SingleContext, system, "CPU", threads)``; give each worker cores // workers threads.
+    workers : number of worker processes.
     """
 
-    def __init__(self, system: openmm.System, workers: Optional[int] = None, platform: str = "CPU",
-                 threads: Optional[int] = None, properties: Optional[Mapping[str, str]] = None,
-                 box_vectors: Optional[np.ndarray] = None):
-        cores = usable_cores()
-        self.workers = int(workers or cores)
-        if self.workers < 1:
+    def __init__(self, make_evaluator: Callable[[], Evaluator], workers: int):
+        if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        self.threads = int(threads or max(1, cores // self.workers))
-        self._arguments = (openmm.XmlSerializer.serialize(system), platform, self.threads, dict(properties or {}),
-                           box_vectors)
+        self.make_evaluator, self.workers = make_evaluator, int(workers)
         self._processes: list = []
         self._connections: list = []
         self._finalizer: Optional[weakref.finalize] = None
@@ -109,13 +98,13 @@ class WorkerPool:
         return [process.pid for process in self._processes]
 
     def start(self) -> None:
-        """Start the workers and wait until each has built its Context (called by the first evaluation)."""
+        """Start the workers and wait until each has built its evaluator (done by the first evaluation)."""
         if self._processes:
             return
         spawn = multiprocessing.get_context("spawn")
         for _ in range(self.workers):
             parent_end, child_end = spawn.Pipe()
-            process = spawn.Process(target=_serve, args=(child_end, *self._arguments), daemon=True,
+            process = spawn.Process(target=_serve, args=(child_end, self.make_evaluator), daemon=True,
                                     name="cvplug-bridge-worker")
             process.start()
             child_end.close()
@@ -123,7 +112,7 @@ class WorkerPool:
             self._connections.append(parent_end)
         self._finalizer = weakref.finalize(self, _shutdown, self._processes, self._connections)
         try:
-            self._gather(self._connections)
+            self._talk(self._connections)
         except RuntimeError:
             self.close()
             raise
@@ -131,25 +120,22 @@ class WorkerPool:
     def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self.start()
         chunks = [chunk for chunk in np.array_split(positions, self.workers) if len(chunk)]
-        connections = self._connections[:len(chunks)]
-        try:
-            for connection, chunk in zip(connections, chunks):
-                connection.send(chunk)
-        except BaseException:
-            self.close()
-            raise
-        results = self._gather(connections)
+        results = self._talk(self._connections[:len(chunks)], chunks)
         return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
-    def _gather(self, connections: list) -> list:
-        """Every worker's answer; stops the pool if one died or the wait was interrupted."""
+    def _talk(self, connections: list, messages: Sequence = ()) -> list:
+        """Send each message to its worker, then gather every worker's answer. Stops the pool if a worker died
+        or the wait was interrupted (unread answers would desynchronise it); raises a worker's error.
+        """
         try:
+            for connection, message in zip(connections, messages):
+                connection.send(message)
             answers = [connection.recv() for connection in connections]
-        except EOFError:
+        except (EOFError, ConnectionError):
             self.close()
             raise RuntimeError("a bridge worker process died (out of memory or killed?); the pool was stopped "
                                "and restarts at the next call") from None
-        except BaseException:  # e.g. KeyboardInterrupt: unread answers would desynchronise the pool
+        except BaseException:  # e.g. KeyboardInterrupt
             self.close()
             raise
         errors = [detail for status, detail in answers if status == "error"]
