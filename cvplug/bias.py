@@ -1,14 +1,23 @@
-"""Well-tempered metadynamics on a CV, through OpenMM's ``Metadynamics``, with FES output and restarts.
+"""Well-tempered metadynamics along a CV, with FES output, restarts and a PLUMED-like stride.
 
 Well-tempered metadynamics (Barducci, Bussi & Parrinello, PRL 100, 020603, 2008) deposits Gaussians of height
 ``height·exp(−V(s)/(k_B ΔT))`` every ``frequency`` steps along the CV s, with ΔT = T(γ − 1) for bias factor γ;
-the free energy is F(s) = −γ/(γ − 1) V(s). OpenMM evaluates the bias from a grid; the CV's components are
-openmm-torch TorchForces inside the CustomCVForce that OpenMM builds.
+the free energy is F(s) = −γ/(γ − 1) V(s).
 
-Outputs in ``out_dir``: ``bias/`` (OpenMM bias files; a run restarted on the same folder continues from
-them), ``colvar.dat`` (time in ps, CV values, bias energy in kJ/mol), ``trajectory.dcd`` + ``trajectory.pdb``
-(or ``trajectory.npz`` for toys), ``fes.npz`` (grid axes and free energy in kJ/mol, minimum at 0),
-``fes.png``, ``state.xml`` (checkpoint).
+Two engines evaluate the bias (both tested to give the same FES, see tests/test_bias.py):
+
+- ``"hills"`` (default): the CV (TorchScript) and the bias (:class:`cvplug.hills.HillsBias`, exact sum of hills)
+  are evaluated together in one ``openmm.PythonForce``: one CV call per step for all components.
+- ``"openmm"``: OpenMM's ``Metadynamics``; each component is an openmm-torch TorchForce inside the
+  CustomCVForce that OpenMM builds, and the bias lives on OpenMM's grid.
+
+``stride = k > 1`` applies the bias force only every k steps, as the outer step of OpenMM's
+MTSLangevinIntegrator (inner steps: the system's timestep, all other forces), like PLUMED's stride option.
+
+Outputs in ``out_dir``: ``colvar.dat`` (time in ps, CV values, bias in kJ/mol), the trajectory
+(``trajectory.dcd`` + ``trajectory.pdb``, or ``trajectory.npz`` for toys), ``fes.npz`` (grid axes, free energy in
+kJ/mol with minimum 0), ``fes.png``, the bias (``hills/hills.<walker>.npy`` or OpenMM's ``bias/``) and the
+checkpoint ``trajectory.state.xml``. Calling again on the same ``out_dir`` resumes the run.
 """
 from __future__ import annotations
 
@@ -17,15 +26,19 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import torch  # noqa: F401  (before openmm)
+import torch
+import openmm
 import openmm.app as app
 import openmm.unit as unit
 
 from cvplug.systems import SystemSpec
 from .attach import AnyCV, check_compatible, cv_forces
-from .simulate import simulate, make_simulation
+from .hills import HillsBias
+from .simulate import make_simulation, simulate
 
-__all__ = ["MetadynamicsResult", "run_metadynamics", "bias_grid"]
+__all__ = ["Metadynamics", "MetadynamicsResult", "build_metadynamics", "run_metadynamics", "bias_grid", "ENGINES"]
+
+ENGINES = ("hills", "openmm")
 
 
 @dataclass
@@ -53,70 +66,207 @@ def bias_grid(cv: AnyCV, ranges: Optional[Sequence[Sequence[float]]], widths: Op
     return [tuple(map(float, r)) for r in ranges], [float(w) for w in widths]
 
 
+def _free_group(system: openmm.System) -> int:
+    used = {system.getForce(i).getForceGroup() for i in range(system.getNumForces())}
+    free = sorted(set(range(32)) - used)
+    if not free:
+        raise ValueError("all 32 force groups are in use; free one for the bias")
+    return free[-1]
+
+
+class _OpenMMEngine:
+    """OpenMM's Metadynamics with one TorchForce per component."""
+
+    def __init__(self, spec, cv, ranges, widths, periods, bias_factor, height, frequency, out_dir, walker):
+        variables = [app.BiasVariable(force, lo, hi, width, period is not None)
+                     for force, (lo, hi), width, period in zip(cv_forces(cv), ranges, widths, periods)]
+        files = {}
+        if out_dir is not None:
+            (out_dir / "bias").mkdir(parents=True, exist_ok=True)
+            files = {"saveFrequency": frequency, "biasDir": str(out_dir / "bias")}
+        self.meta = app.Metadynamics(spec.system, variables, spec.temperature * unit.kelvin, bias_factor,
+                                     height * unit.kilojoule_per_mole, frequency, **files)
+        self.group = spec.system.getForce(spec.system.getNumForces() - 1).getForceGroup()
+        self.axes = [np.linspace(lo, hi, v.gridWidth) for (lo, hi), v in zip(ranges, variables)]
+
+    def advance(self, simulation, steps):
+        self.meta.step(simulation, steps)
+
+    def values(self, simulation) -> np.ndarray:
+        return np.array(self.meta.getCollectiveVariables(simulation))
+
+    def bias_energy(self, simulation, values) -> float:
+        state = simulation.context.getState(getEnergy=True, groups={self.group})
+        return state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    def free_energy(self) -> np.ndarray:
+        free = self.meta.getFreeEnergy().value_in_unit(unit.kilojoule_per_mole).T  # OpenMM: [last, …, first]
+        return free - free.min()
+
+    def close(self):
+        pass
+
+
+class _HillsEngine:
+    """CV and hills bias evaluated together in one PythonForce."""
+
+    SYNC_EVERY = 10  # depositions between writes of the hills file
+
+    def __init__(self, spec, cv, ranges, widths, periods, bias_factor, height, frequency, out_dir, walker):
+        self.module = cv.compiled()
+        folder = out_dir / "hills" if out_dir is not None else None
+        self.bias = HillsBias(widths, periods, spec.temperature, bias_factor, height, folder, walker)
+        self.frequency = frequency
+        self.group = _free_group(spec.system)
+        force = openmm.PythonForce(self._compute)
+        force.setForceGroup(self.group)
+        force.setName("cvplug hills bias")
+        spec.system.addForce(force)
+        self.axes = [np.linspace(lo, hi, int(np.ceil(5 * (hi - lo) / w))) for (lo, hi), w in zip(ranges, widths)]
+
+    def _compute(self, state: openmm.State):
+        """Bias energy (kJ/mol) and forces (kJ/mol/nm) at the state's positions."""
+        x = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)).requires_grad_(True)
+        s = self.module(x)
+        energy, gradient = self.bias(s.detach().double().numpy())
+        (dx,) = torch.autograd.grad(s, x, torch.as_tensor(gradient, dtype=s.dtype))
+        return energy, -dx.numpy()
+
+    def advance(self, simulation, steps):
+        while steps > 0:
+            chunk = min(steps, self.frequency - simulation.currentStep % self.frequency)
+            simulation.step(chunk)
+            steps -= chunk
+            if simulation.currentStep % self.frequency == 0:
+                self.bias.deposit(self.values(simulation))
+                if len(self.bias.heights) % self.SYNC_EVERY == 0:
+                    self.bias.sync()
+
+    def values(self, simulation) -> np.ndarray:
+        state = simulation.context.getState(getPositions=True)
+        with torch.no_grad():
+            x = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+            return self.module(x).double().numpy()
+
+    def bias_energy(self, simulation, values) -> float:
+        return self.bias(values)[0]
+
+    def free_energy(self) -> np.ndarray:
+        return self.bias.free_energy(self.axes)
+
+    def close(self):
+        self.bias.sync()
+
+
+class _Stepper:
+    """Advances the simulation through an engine and appends time, CV values and bias to colvar.dat."""
+
+    def __init__(self, engine, simulation: app.Simulation, colvar: Path, names: Sequence[str]):
+        self.engine, self.simulation, self.colvar = engine, simulation, colvar
+        self.dt = simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
+        if not colvar.exists():
+            colvar.write_text(f"# time_ps {' '.join(names)} bias_kJmol\n")
+
+    def __call__(self, steps: int) -> None:
+        self.engine.advance(self.simulation, steps)
+        values = self.engine.values(self.simulation)
+        bias = self.engine.bias_energy(self.simulation, values)
+        with open(self.colvar, "a") as handle:
+            handle.write(" ".join(f"{v:.6f}" for v in (self.simulation.currentStep * self.dt, *values, bias)) + "\n")
+
+
+def _integrator(spec: SystemSpec, seed: int, stride: int, bias_group: int, dynamics: Optional[str]):
+    if stride == 1:
+        return spec.integrator(seed, dynamics)
+    if (dynamics or spec.dynamics) != "langevin":
+        raise ValueError("stride > 1 needs Langevin dynamics (OpenMM's MTSLangevinIntegrator)")
+    groups = {spec.system.getForce(i).getForceGroup() for i in range(spec.system.getNumForces())} - {bias_group}
+    integrator = openmm.MTSLangevinIntegrator(spec.temperature, spec.friction, stride * spec.timestep,
+                                              [(g, stride) for g in sorted(groups)] + [(bias_group, 1)])
+    integrator.setRandomNumberSeed(int(seed) % (2**31 - 2) + 1)
+    return integrator
+
+
+@dataclass
+class Metadynamics:
+    """A prepared metadynamics run: the Simulation, its bias engine and the stride (see :func:`build_metadynamics`)."""
+
+    simulation: app.Simulation
+    engine: object
+    stride: int
+
+    def step(self, md_steps: int) -> None:
+        """Advance by ``md_steps`` MD steps (a multiple of the stride), depositing hills on the way."""
+        self.engine.advance(self.simulation, md_steps // self.stride)
+
+
+def build_metadynamics(spec: SystemSpec, cv: AnyCV, *, bias_factor: float = 8.0, height: float = 1.2,
+                       frequency: int = 500, ranges=None, widths=None, engine: str = "hills", stride: int = 1,
+                       walker: int = 0, dynamics: Optional[str] = None, seed: int = 0, platform: str = "CPU",
+                       threads: Optional[int] = None, out_dir=None) -> Metadynamics:
+    """Add the bias for ``cv`` to ``spec.system`` and create the Simulation; parameters as in
+    :func:`run_metadynamics`. ``out_dir`` holds the bias files; with None the bias lives in memory only."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
+    if stride < 1 or frequency % stride:
+        raise ValueError(f"frequency ({frequency}) must be a multiple of stride ({stride})")
+    if bias_factor <= 1:
+        raise ValueError(f"bias_factor must be > 1 for well-tempered metadynamics, got {bias_factor}")
+    check_compatible(spec.system, cv, spec.topology)
+    ranges, widths = bias_grid(cv, ranges, widths)
+    periods = [tuple(p) if p is not None else None for p in cv.metadata["periodic"]]
+    if engine == "openmm" and len({p is None for p in periods}) > 1:
+        raise ValueError("OpenMM's Metadynamics needs all CV components periodic or none; use engine='hills'")
+    out_dir = Path(out_dir) if out_dir is not None else None
+    driver = (_HillsEngine if engine == "hills" else _OpenMMEngine)(
+        spec, cv, ranges, widths, periods, bias_factor, height, frequency // stride, out_dir, walker)
+    simulation = make_simulation(spec, platform, seed, threads=threads,
+                                 integrator=_integrator(spec, seed, stride, driver.group, dynamics))
+    return Metadynamics(simulation, driver, stride)
+
+
 def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_factor: float = 8.0,
                      height: float = 1.2, frequency: int = 500, ranges=None, widths=None,
-                     report_every: int = 500, seed: int = 0, platform: str = "CPU",
+                     report_every: int = 500, engine: str = "hills", stride: int = 1, walker: int = 0,
+                     dynamics: Optional[str] = None, seed: int = 0, platform: str = "CPU",
                      threads: Optional[int] = None, progress: bool = True) -> MetadynamicsResult:
-    """Run well-tempered metadynamics of ``spec`` biased along ``cv`` for ``steps`` steps.
+    """Run well-tempered metadynamics of ``spec`` biased along ``cv`` for ``steps`` MD steps.
 
     Parameters
     ----------
     bias_factor : γ > 1 (dimensionless); ΔT = T(γ − 1).
     height : initial Gaussian height (kJ/mol).
-    frequency : steps between depositions.
-    ranges : per component (lower, upper) of the bias grid, in CV units; default: the CV's suggestion or
-        its period.
-    widths : per component Gaussian standard deviation, in CV units.
-    report_every : steps between saved frames and colvar lines (a multiple of ``frequency`` or a divisor).
-    A second call on the same ``out_dir`` resumes the run: it reloads the bias and the checkpoint.
+    frequency : MD steps between depositions.
+    ranges : per component (lower, upper), CV units: the grid of the FES (and of the bias for ``"openmm"``).
+        Default: the CV's calibrated suggestion, or its period.
+    widths : per component Gaussian standard deviation, CV units.
+    report_every : MD steps between saved frames and colvar lines.
+    engine : ``"hills"`` (one PythonForce) or ``"openmm"`` (OpenMM's Metadynamics with TorchForces).
+    stride : apply the bias every ``stride`` MD steps (multiple-time-step Langevin); ``frequency`` and
+        ``report_every`` must be multiples of it.
+    walker : index of this walker; runs sharing ``out_dir`` with different walkers share their bias
+        (``"hills"`` engine).
+    dynamics : ``"langevin"`` or ``"brownian"``, overriding the system's default.
     """
-    if bias_factor <= 1:
-        raise ValueError(f"bias_factor must be > 1 for well-tempered metadynamics, got {bias_factor}")
-    check_compatible(spec.system, cv, spec.topology)
-    ranges, widths = bias_grid(cv, ranges, widths)
-    periodic = [p is not None for p in cv.metadata["periodic"]]
-    if len(set(periodic)) > 1:
-        raise ValueError("OpenMM's Metadynamics needs all CV components periodic or none")
+    if report_every % stride or steps % stride:
+        raise ValueError(f"steps ({steps}) and report_every ({report_every}) must be multiples of stride ({stride})")
     out_dir = Path(out_dir)
-    (out_dir / "bias").mkdir(parents=True, exist_ok=True)
-    variables = [app.BiasVariable(force, lo, hi, width, is_periodic)
-                 for force, (lo, hi), width, is_periodic in zip(cv_forces(cv), ranges, widths, periodic)]
-    system = spec.system
-    meta = app.Metadynamics(system, variables, spec.temperature * unit.kelvin, bias_factor,
-                            height * unit.kilojoule_per_mole, frequency, saveFrequency=frequency,
-                            biasDir=str(out_dir / "bias"))
-    bias_group = system.getForce(system.getNumForces() - 1).getForceGroup()
-    simulation = make_simulation(spec, platform, seed, threads=threads)
-    stepper = _MetadynamicsStepper(meta, simulation, bias_group, out_dir / "colvar.dat", cv.metadata["names"])
-    trajectory = simulate(spec, steps, out_dir / "trajectory", report_every, seed, platform,
-                          simulation=simulation, advance=stepper,
-                          checkpoint_every=max(1, 20 * frequency // report_every), progress=progress)
-    axes = [np.linspace(lo, hi, v.gridWidth) for (lo, hi), v in zip(ranges, variables)]
-    # OpenMM's grid is indexed [last component, …, first]; transpose to [first, …, last].
-    free_energy = meta.getFreeEnergy().value_in_unit(unit.kilojoule_per_mole).T
-    free_energy = free_energy - free_energy.min()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = build_metadynamics(spec, cv, bias_factor=bias_factor, height=height, frequency=frequency, ranges=ranges,
+                             widths=widths, engine=engine, stride=stride, walker=walker, dynamics=dynamics,
+                             seed=seed, platform=platform, threads=threads, out_dir=out_dir)
+    driver = run.engine
+    stepper = _Stepper(driver, run.simulation, out_dir / "colvar.dat", cv.metadata["names"])
+    try:
+        trajectory = simulate(spec, steps // stride, out_dir / "trajectory", report_every // stride, seed, platform,
+                              simulation=run.simulation, advance=stepper,
+                              checkpoint_every=max(1, 20 * frequency // report_every), progress=progress)
+    finally:
+        driver.close()
+    free_energy = driver.free_energy()
     np.savez(out_dir / "fes.npz", free_energy=free_energy, names=np.array(cv.metadata["names"]),
-             **{f"axis{k}": a for k, a in enumerate(axes)})
+             **{f"axis{k}": a for k, a in enumerate(driver.axes)})
     from .plots import plot_fes
-    plot_fes(axes, free_energy, cv.metadata["names"], out_dir / "fes.png")
-    return MetadynamicsResult(out_dir, axes, free_energy, np.loadtxt(out_dir / "colvar.dat", ndmin=2), trajectory)
-
-
-class _MetadynamicsStepper:
-    """Advances a simulation through Metadynamics and appends time, CV values and bias to the colvar file."""
-
-    def __init__(self, meta: app.Metadynamics, simulation: app.Simulation, bias_group: int, colvar: Path,
-                 names: Sequence[str]):
-        self.meta, self.simulation, self.bias_group, self.colvar = meta, simulation, bias_group, colvar
-        if not colvar.exists():
-            colvar.write_text(f"# time_ps {' '.join(names)} bias_kJmol\n")
-
-    def __call__(self, steps: int) -> None:
-        simulation = self.simulation
-        self.meta.step(simulation, steps)
-        state = simulation.context.getState(getEnergy=True, groups={self.bias_group})
-        time = simulation.currentStep * simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
-        values = self.meta.getCollectiveVariables(simulation)
-        bias = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-        with open(self.colvar, "a") as handle:
-            handle.write(" ".join(f"{v:.6f}" for v in (time, *values, bias)) + "\n")
+    plot_fes(driver.axes, free_energy, cv.metadata["names"], out_dir / "fes.png")
+    return MetadynamicsResult(out_dir, driver.axes, free_energy, np.loadtxt(out_dir / "colvar.dat", ndmin=2),
+                              trajectory)

@@ -27,15 +27,17 @@ class TrajectoryError(ValueError):
 
 
 def make_simulation(spec: SystemSpec, platform: str = "CPU", seed: int = 0, dynamics: Optional[str] = None,
-                    threads: Optional[int] = None) -> app.Simulation:
-    """An OpenMM Simulation of ``spec`` at its initial positions with seeded velocities and integrator."""
+                    threads: Optional[int] = None, integrator: Optional[openmm.Integrator] = None) -> app.Simulation:
+    """An OpenMM Simulation of ``spec`` at its initial positions with seeded velocities and integrator
+    (``spec.integrator(seed, dynamics)`` unless ``integrator`` is given)."""
     try:
         chosen = openmm.Platform.getPlatformByName(platform)
     except openmm.OpenMMException:
         available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
         raise ValueError(f"OpenMM platform {platform!r} is not available here; choose one of {available}") from None
     properties = {"Threads": str(threads)} if threads and platform == "CPU" else {}
-    simulation = app.Simulation(spec.topology, spec.system, spec.integrator(seed, dynamics), chosen, properties)
+    integrator = integrator or spec.integrator(seed, dynamics)
+    simulation = app.Simulation(spec.topology, spec.system, integrator, chosen, properties)
     if spec.box_vectors is not None:
         simulation.context.setPeriodicBoxVectors(*spec.box_vectors)
     simulation.context.setPositions(spec.positions)

@@ -23,8 +23,9 @@ def run(out, steps, **options):
     return run_metadynamics(systems.load("double-well"), x1_cv(), steps, out, **settings)
 
 
-def test_metadynamics_writes_outputs_and_resumes(tmp_path):
-    first = run(tmp_path, 2000)
+@pytest.mark.parametrize("engine", ["hills", "openmm"])
+def test_metadynamics_writes_outputs_and_resumes(tmp_path, engine):
+    first = run(tmp_path, 2000, engine=engine)
     assert first.colvar.shape == (20, 3)  # time, x1, bias
     assert (first.colvar[1:, 2] >= 0).all() and first.colvar[-1, 2] > 0  # bias grows from 0
     for name in ["fes.npz", "fes.png", "colvar.dat", "trajectory.npz", "trajectory.state.xml"]:
@@ -32,11 +33,14 @@ def test_metadynamics_writes_outputs_and_resumes(tmp_path):
     fes = np.load(tmp_path / "fes.npz")
     assert fes["free_energy"].shape == fes["axis0"].shape and fes["free_energy"].min() == 0
     depth_before = first.free_energy.max()
-    second = run(tmp_path, 4000)  # same folder: continues to 4000 steps in total
+    second = run(tmp_path, 4000, engine=engine)  # same folder: continues to 4000 steps in total
     assert second.colvar.shape == (40, 3)
     np.testing.assert_allclose(np.diff(second.colvar[:, 0]), 0.1, atol=1e-6)
     assert second.free_energy.max() > depth_before  # the earlier bias was reloaded, not restarted from zero
-    assert len(list((tmp_path / "bias").glob("bias_*.npy"))) == 2
+    if engine == "openmm":
+        assert len(list((tmp_path / "bias").glob("bias_*.npy"))) == 2  # one file per run, both summed
+    else:
+        assert np.load(tmp_path / "hills" / "hills.0.npy").shape == (40, 2)  # 40 hills: centre, height
 
 
 def test_bias_needs_ranges_for_a_nonperiodic_cv(tmp_path):
@@ -47,17 +51,20 @@ def test_bias_needs_ranges_for_a_nonperiodic_cv(tmp_path):
 
 
 @pytest.mark.slow
-def test_well_tempered_fes_matches_exact_double_well(tmp_path):
+@pytest.mark.parametrize("engine,stride,dynamics", [("openmm", 1, "brownian"), ("hills", 4, "langevin")])
+def test_well_tempered_fes_matches_exact_double_well(tmp_path, engine, stride, dynamics):
     """F(x1) of the double well is x1^4/4 - 3 x1^2 + x1 (kT = 1; x2 integrates out).
 
-    Compared where the exact F is within 8 kT of its minimum, after removing the mean offset.
+    Compared where the exact F is within 8 kT of its minimum, after removing the mean offset. Over seeds 0-2
+    benchmarks/bias_accuracy.py measured RMS errors of 0.1-0.4 kT for these settings (README, Benchmarks).
     """
-    result = run(tmp_path, 200_000, report_every=1000)
+    result = run(tmp_path, 300_000, report_every=1000, bias_factor=6.0, height=0.3, engine=engine, stride=stride,
+                 dynamics=dynamics)
     x = result.axes[0]
     exact = x**4 / 4 - 3 * x**2 + x
     exact -= exact.min()
     inside = exact < 8.0
     error = result.free_energy[inside] - exact[inside]
     rms = np.sqrt(np.mean((error - error.mean()) ** 2))
-    print(f"double-well FES RMS error over F < 8 kT: {rms:.3f} kT")
-    assert rms < 0.6
+    print(f"double-well FES RMS error over F < 8 kT ({engine}, stride {stride}): {rms:.3f} kT")
+    assert rms < 0.5
