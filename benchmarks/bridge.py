@@ -28,8 +28,8 @@ BASELINE = "bare loop, CPU, 1 thread"
 STRATEGIES = (
     ("single, CPU, 1 thread", dict(platform="CPU", batch_strategy="single", threads=1)),
     ("pool, CPU, 2 workers × 1 thread", dict(platform="CPU", batch_strategy="pool", workers=2, threads=1)),
-    ("replicated, CPU, 32 copies", dict(platform="CPU", batch_strategy="replicated", copies=32)),
-    ("replicated, CPU, 32 copies × 2 workers", dict(platform="CPU", batch_strategy="replicated", copies=32,
+    ("replicated, CPU, 16 copies", dict(platform="CPU", batch_strategy="replicated", copies=16)),
+    ("replicated, CPU, 16 copies × 2 workers", dict(platform="CPU", batch_strategy="replicated", copies=16,
                                                     workers=2, threads=1)),
     ("single, Reference", dict(platform="Reference", batch_strategy="single")),
     ("pool, Reference, 2 workers", dict(platform="Reference", batch_strategy="pool", workers=2)),

@@ -63,7 +63,7 @@ def test_dead_worker_stops_the_pool_and_the_next_call_restarts_it():
     assert wait_until_gone(pids, seconds=10) == [] and multiprocessing.active_children() == []
 
 
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_interrupted_or_killed_parent_leaves_no_workers(how):
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True, start_new_session=True)

@@ -82,7 +82,7 @@ class OpenMMEnergy(torch.nn.Module):
     """
 
     def __init__(self, system: "SystemSpec", platform: str = "CPU", batch_strategy: Optional[str] = None,
-                 workers: Optional[int] = None, threads: Optional[int] = None, copies: int = 32,
+                 workers: Optional[int] = None, threads: Optional[int] = None, copies: int = 16,
                  properties: Optional[Mapping[str, str]] = None, policy: SamplePolicy = SamplePolicy()):
         super().__init__()
         get_platform(platform)
