@@ -202,6 +202,8 @@ def test_default_strategy_per_platform(vacuum):
 def test_bad_arguments_raise_clear_errors(vacuum):
     with pytest.raises(ValueError, match="batch_strategy must be one of"):
         OpenMMEnergy(vacuum, batch_strategy="threads")
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        OpenMMEnergy(vacuum, batch_strategy="pool", workers=0)
     with pytest.raises(ValueError, match="platform 'Nope' is not available"):
         OpenMMEnergy(vacuum, platform="Nope", batch_strategy="single")
     energy = OpenMMEnergy(vacuum, platform="Reference", batch_strategy="single")

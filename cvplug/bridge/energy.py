@@ -91,6 +91,9 @@ class OpenMMEnergy(torch.nn.Module):
             raise ValueError(f"batch_strategy must be one of {STRATEGIES}, not {self.batch_strategy!r}")
         if self.batch_strategy == "replicated":
             replicable_terms(system.system)  # refuse unsupported systems here, not in a worker
+        for name, value in (("workers", workers), ("threads", threads), ("copies", copies)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
         self.workers = int(workers or (usable_cores() if self.batch_strategy == "pool" else 1))
         self.threads = int(threads or max(1, usable_cores() // self.workers))
         self.n_atoms = system.n_atoms
