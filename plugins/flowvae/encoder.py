@@ -1,0 +1,82 @@
+"""The encoder q(z|x): a diagonal Gaussian whose mean is the exported collective variable."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["InputEmbedding", "GaussianEncoder", "EncoderMean", "mlp", "LOG_VAR_RANGE"]
+
+LOG_VAR_RANGE = (-18.0, 6.0)  # clamp of the encoder's log-variance, for numerical safety
+
+
+def mlp(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Sequential:
+    """Fully connected ReLU network n_in → hidden… → n_out."""
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(n_in, width), nn.ReLU()]
+        n_in = width
+    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
+
+
+class InputEmbedding(nn.Module):
+    """Network input of data x [B, D]: linear columns standardised, periodic columns (radians) as (sin, cos).
+
+    Output: [standardised linear columns, sin of periodic columns, cos of periodic columns].
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor, periodic: Tensor):
+        super().__init__()
+        periodic = torch.as_tensor(periodic, dtype=torch.bool)
+        self.register_buffer("linear_index", torch.nonzero(~periodic).flatten())
+        self.register_buffer("periodic_index", torch.nonzero(periodic).flatten())
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.get_default_dtype())[~periodic])
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.get_default_dtype())[~periodic])
+        self.n_out = int(self.linear_index.numel() + 2 * self.periodic_index.numel())
+
+    @classmethod
+    def fit(cls, x: Tensor, periodic: Tensor) -> "InputEmbedding":
+        """Statistics from data x [N, D]; constant linear columns get std 1."""
+        std = x.std(dim=0)
+        return cls(x.mean(dim=0), torch.where(std > 1e-8, std, torch.ones_like(std)), periodic)
+
+    def forward(self, x: Tensor) -> Tensor:
+        linear = (x.index_select(-1, self.linear_index) - self.mean) / self.std
+        angles = x.index_select(-1, self.periodic_index)
+        return torch.cat([linear, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+class GaussianEncoder(nn.Module):
+    """q(z|x) = N(mean(x), diag exp(log_var(x))) from an MLP on the embedded input.
+
+    Parameters
+    ----------
+    embedding : the input map of data x (units of x: nm, rad …) to network inputs.
+    latent_dim : d, the number of latent dimensions (dimensionless).
+    hidden : hidden layer widths (the paper: two layers, 50 units for 2D toys, 300 for molecules).
+    """
+
+    def __init__(self, embedding: InputEmbedding, latent_dim: int, hidden: Sequence[int] = (50, 50)):
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+        self.embedding = embedding
+        self.latent_dim = int(latent_dim)
+        self.net = mlp(embedding.n_out, 2 * latent_dim, hidden)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean, log_var), each [B, d]."""
+        out = self.net(self.embedding(x))
+        return out[..., : self.latent_dim], out[..., self.latent_dim:].clamp(*LOG_VAR_RANGE)
+
+
+class EncoderMean(nn.Module):
+    """x [B, D] → the encoder mean [B, d]: what the exported CV computes (TorchScript-able)."""
+
+    def __init__(self, encoder: GaussianEncoder):
+        super().__init__()
+        self.embedding, self.net, self.latent_dim = encoder.embedding, encoder.net, encoder.latent_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.embedding(x))[..., : self.latent_dim]
