@@ -21,6 +21,7 @@ checkpoint ``trajectory.state.xml``. Calling again on the same ``out_dir`` resum
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -36,7 +37,8 @@ from .attach import AnyCV, check_compatible, cv_forces
 from .hills import HillsBias
 from .simulate import make_simulation, simulate
 
-__all__ = ["Metadynamics", "MetadynamicsResult", "build_metadynamics", "run_metadynamics", "bias_grid", "ENGINES"]
+__all__ = ["Metadynamics", "MetadynamicsResult", "build_metadynamics", "run_metadynamics", "bias_grid",
+           "reweighting_factors", "ENGINES"]
 
 ENGINES = ("hills", "openmm")
 
@@ -252,6 +254,11 @@ def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_f
         raise ValueError(f"steps ({steps}) and report_every ({report_every}) must be multiples of stride ({stride})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    ranges, widths = bias_grid(cv, ranges, widths)
+    (out_dir / "metadynamics.json").write_text(json.dumps({
+        "engine": engine, "ranges": ranges, "widths": widths, "periods": cv.metadata["periodic"],
+        "bias_factor": bias_factor, "height": height, "frequency": frequency, "stride": stride,
+        "temperature": spec.temperature, "walker": walker, "names": cv.metadata["names"]}, indent=2))
     run = build_metadynamics(spec, cv, bias_factor=bias_factor, height=height, frequency=frequency, ranges=ranges,
                              widths=widths, engine=engine, stride=stride, walker=walker, dynamics=dynamics,
                              seed=seed, platform=platform, threads=threads, out_dir=out_dir)
@@ -270,3 +277,22 @@ def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_f
     plot_fes(driver.axes, free_energy, cv.metadata["names"], out_dir / "fes.png")
     return MetadynamicsResult(out_dir, driver.axes, free_energy, np.loadtxt(out_dir / "colvar.dat", ndmin=2),
                               trajectory)
+
+
+def reweighting_factors(out_dir) -> np.ndarray:
+    """Per-frame weights (sum 1) of a finished ``"hills"`` run: w ∝ exp(V_final(s)/kT) at each colvar line.
+
+    The static final-bias estimator of well-tempered metadynamics: exact once the bias has converged,
+    otherwise biased towards the last-filled regions.
+    """
+    out_dir = Path(out_dir)
+    settings = json.loads((out_dir / "metadynamics.json").read_text())
+    if settings["engine"] != "hills":
+        raise ValueError(f"reweighting needs a run with engine='hills'; {out_dir} used {settings['engine']!r}")
+    bias = HillsBias(settings["widths"], settings["periods"], settings["temperature"], settings["bias_factor"],
+                     settings["height"], folder=out_dir / "hills", walker=settings["walker"])
+    colvar = np.loadtxt(out_dir / "colvar.dat", ndmin=2)
+    values = np.array([bias(s)[0] for s in colvar[:, 1:-1]])
+    kT = bias.delta_kT / (settings["bias_factor"] - 1)
+    weights = np.exp((values - values.max()) / kT)
+    return weights / weights.sum()

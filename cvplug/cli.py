@@ -37,8 +37,21 @@ def _bias(args) -> None:
     result = run_metadynamics(systems.load(args.system), load_cv(args.cv), args.steps, args.out,
                               bias_factor=args.bias_factor, height=args.height, frequency=args.frequency,
                               ranges=args.range, widths=args.width, report_every=args.report_every,
+                              engine=args.engine, stride=args.stride, walker=args.walker,
                               seed=args.seed, platform=args.platform)
     print(f"bias, colvar.dat, fes.npz, fes.png and the trajectory are in {result.out_dir}")
+
+
+def _learn(args) -> None:
+    from .learn import LearnSettings, learn
+
+    settings = LearnSettings(method=args.method, rounds=args.rounds, steps_per_round=args.steps,
+                             report_every=args.report_every, latent_dim=args.latent_dim, lag=args.lag,
+                             stride=args.stride, seed=args.seed, platform=args.platform)
+    summaries = learn(args.system, args.out, settings)
+    for summary in summaries:
+        print(f"round {summary['round']}: {json.dumps(summary['this_round'].get('basins', summary['this_round']))}")
+    print(f"CV files, trajectories, FES and summaries are in {args.out}/round_*/")
 
 
 def _demo(args) -> None:
@@ -95,7 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--range", type=_range, action="append", help="LOWER:UPPER of a component, repeat per component; write --range=-3:3 when LOWER is negative")
     p.add_argument("--width", type=float, action="append", help="Gaussian width of a component (repeat)")
     p.add_argument("--report-every", type=int, default=500, help="steps between saved frames and colvar lines")
+    p.add_argument("--engine", choices=["hills", "openmm"], default="hills",
+                   help="hills: CV and bias in one PythonForce (default); openmm: OpenMM's Metadynamics")
+    p.add_argument("--stride", type=int, default=1, help="apply the bias every STRIDE steps (MTS Langevin)")
+    p.add_argument("--walker", type=int, default=0, help="walker index; walkers sharing --out share the bias")
     p.set_defaults(run=_bias)
+
+    p = commands.add_parser("learn", help="alternate MD, CV learning and biasing for several rounds")
+    p.add_argument("system", help="a name from `cvplug systems`")
+    p.add_argument("--method", default="dynae", help="a name from `cvplug methods` (default dynae)")
+    p.add_argument("--rounds", type=int, default=4, help="rounds: 1 unbiased, then biased (default 4)")
+    common(p, 50_000)
+    p.add_argument("--report-every", type=int, default=50, help="steps between frames used for training")
+    p.add_argument("--latent-dim", type=int, default=2, help="CV components (default 2)")
+    p.add_argument("--lag", type=int, default=1, help="frames between the members of a training pair")
+    p.add_argument("--stride", type=int, default=1, help="apply the bias every STRIDE steps (MTS Langevin)")
+    p.add_argument("--out", required=True, help="output folder (a second run resumes it)")
+    p.set_defaults(run=_learn)
 
     p = commands.add_parser("demo", help="the main job on alanine dipeptide (0.3 ns, about 5 minutes on 2 cores)")
     common(p, 150_000)

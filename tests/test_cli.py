@@ -5,7 +5,7 @@ import pytest
 
 from cvplug.cli import build_parser, main
 
-COMMANDS = ["simulate", "bias", "demo", "info", "systems", "methods"]
+COMMANDS = ["simulate", "bias", "learn", "demo", "info", "systems", "methods"]
 
 
 def test_help_lists_every_command(capsys):
