@@ -25,7 +25,7 @@ class FlowPrior(nn.Module):
     Parameters
     ----------
     latent_dim : d.
-    blocks : number of coupling blocks (paper: 4); 0 gives a standard normal prior.
+    blocks : number of coupling blocks (paper: 4).
     bins : spline bins per block.
     bound : spline domain [−bound, bound] (paper: 10), in latent units.
     hidden : conditioner hidden widths.
@@ -34,8 +34,8 @@ class FlowPrior(nn.Module):
     def __init__(self, latent_dim: int, blocks: int = 4, bins: int = 8, bound: float = 10.0,
                  hidden: Sequence[int] = (32, 32)):
         super().__init__()
-        if latent_dim < 1 or blocks < 0 or bins < 2 or bound <= 0:
-            raise ValueError(f"need latent_dim ≥ 1, blocks ≥ 0, bins ≥ 2 and bound > 0; got {latent_dim}, "
+        if latent_dim < 1 or blocks < 1 or bins < 2 or bound <= 0:
+            raise ValueError(f"need latent_dim ≥ 1, blocks ≥ 1, bins ≥ 2 and bound > 0; got {latent_dim}, "
                              f"{blocks}, {bins}, {bound}")
         self.latent_dim = int(latent_dim)
         self.flow = MAF(latent_dim, 0, transforms=blocks, passes=2, hidden_features=tuple(hidden),

@@ -57,11 +57,14 @@ class BATEnergy:
 class VAEMonteCarlo:
     """Parallel VAE-MC chains started from x0 [chains, D] for the density exp(−reduced_energy(x)).
 
+    ``vae`` is a :class:`FlowVAE` or anything with ``encoder``, ``prior`` and ``decoder`` following the protocol
+    of :mod:`cvplug.metrics.vae`.
+
     >>> sampler = VAEMonteCarlo(vae, spec.toy.u, x0)          # doctest: +SKIP
     >>> samples, acceptance = sampler.run(1000)                # doctest: +SKIP
     """
 
-    def __init__(self, vae: FlowVAE, reduced_energy: Callable[[Tensor], Tensor], x0: Tensor):
+    def __init__(self, vae: "FlowVAE", reduced_energy: Callable[[Tensor], Tensor], x0: Tensor):
         self.vae, self.reduced_energy = vae, reduced_energy
         self.x = torch.as_tensor(x0, dtype=torch.get_default_dtype()).clone()
         self.u = reduced_energy(self.x)
@@ -70,7 +73,6 @@ class VAEMonteCarlo:
 
     def step(self) -> Tensor:
         """One move of every chain; returns the accepted mask [chains]."""
-        self.vae.eval()
         x_new, u_new, log_ratio = vae_mc_proposal(self.vae.encoder, self.vae.prior, self.vae.decoder,
                                                   self.reduced_energy, self.x, self.u)
         accept = torch.log(torch.rand(len(self.x), dtype=torch.float64)) < log_ratio
