@@ -114,8 +114,10 @@ class _HillsEngine:
 
     SYNC_EVERY = 10  # depositions between writes of the hills file
 
-    def __init__(self, spec, cv, ranges, widths, periods, bias_factor, height, frequency, out_dir, walker):
+    def __init__(self, spec, cv, ranges, widths, periods, bias_factor, height, frequency, out_dir, walker,
+                 reprojectable: bool = False):
         self.module = cv.compiled()
+        self.deposits: Optional[list[np.ndarray]] = [] if reprojectable else None  # positions (nm) of each hill
         folder = out_dir / "hills" if out_dir is not None else None
         self.bias = HillsBias(widths, periods, spec.temperature, bias_factor, height, folder, walker)
         self.frequency = frequency
@@ -140,15 +142,38 @@ class _HillsEngine:
             simulation.step(chunk)
             steps -= chunk
             if simulation.currentStep % self.frequency == 0:
-                self.bias.deposit(self.values(simulation))
+                positions = self.positions(simulation)
+                if self.deposits is not None:
+                    self.deposits.append(positions)
+                self.bias.deposit(self.cv_values(positions))
                 if len(self.bias.heights) % self.SYNC_EVERY == 0:
                     self.bias.sync()
 
-    def values(self, simulation) -> np.ndarray:
+    @staticmethod
+    def positions(simulation) -> np.ndarray:
+        """Current positions (nm) of the simulation."""
         state = simulation.context.getState(getPositions=True)
+        return state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+
+    def cv_values(self, positions: np.ndarray) -> np.ndarray:
+        """The current CV at ``positions`` [n_atoms, 3] (nm)."""
         with torch.no_grad():
-            x = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
-            return self.module(x).double().numpy()
+            return self.module(torch.from_numpy(positions)).double().numpy()
+
+    def values(self, simulation) -> np.ndarray:
+        return self.cv_values(self.positions(simulation))
+
+    def replace_cv(self, cv) -> None:
+        """Switch to a new CV during the run, moving each hill to the new CV value of the configuration where
+        it was deposited (heights kept), so the bias keeps pushing away from the same configurations."""
+        if self.deposits is None:
+            raise ValueError("this run keeps no hill configurations; build it with reprojectable=True")
+        if cv.metadata["n_components"] != self.bias.centers.shape[1]:
+            raise ValueError("the new CV must have as many components as the old one")
+        self.module = cv.compiled()
+        if self.deposits:
+            with torch.no_grad():
+                self.bias.centers = self.module(torch.from_numpy(np.stack(self.deposits))).double().numpy()
 
     def bias_energy(self, simulation, values) -> float:
         return self.bias(values)[0]
@@ -205,9 +230,11 @@ class Metadynamics:
 def build_metadynamics(spec: SystemSpec, cv: AnyCV, *, bias_factor: float = 8.0, height: float = 1.2,
                        frequency: int = 500, ranges=None, widths=None, engine: str = "hills", stride: int = 1,
                        walker: int = 0, dynamics: Optional[str] = None, seed: int = 0, platform: str = "CPU",
-                       threads: Optional[int] = None, out_dir=None) -> Metadynamics:
+                       threads: Optional[int] = None, out_dir=None, reprojectable: bool = False) -> Metadynamics:
     """Add the bias for ``cv`` to ``spec.system`` and create the Simulation; parameters as in
-    :func:`run_metadynamics`. ``out_dir`` holds the bias files; with None the bias lives in memory only."""
+    :func:`run_metadynamics`. ``out_dir`` holds the bias files; with None the bias lives in memory only.
+    ``reprojectable`` (``"hills"`` engine) keeps the configuration of every hill so that the CV can be replaced
+    during the run (``engine.replace_cv``; see :mod:`cvplug.online`)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     if stride < 1 or frequency % stride:
@@ -220,8 +247,14 @@ def build_metadynamics(spec: SystemSpec, cv: AnyCV, *, bias_factor: float = 8.0,
     if engine == "openmm" and len({p is None for p in periods}) > 1:
         raise ValueError("OpenMM's Metadynamics needs all CV components periodic or none; use engine='hills'")
     out_dir = Path(out_dir) if out_dir is not None else None
-    driver = (_HillsEngine if engine == "hills" else _OpenMMEngine)(
-        spec, cv, ranges, widths, periods, bias_factor, height, frequency // stride, out_dir, walker)
+    if engine == "hills":
+        driver = _HillsEngine(spec, cv, ranges, widths, periods, bias_factor, height, frequency // stride, out_dir,
+                              walker, reprojectable)
+    elif reprojectable:
+        raise ValueError("only the 'hills' engine can replace its CV during a run")
+    else:
+        driver = _OpenMMEngine(spec, cv, ranges, widths, periods, bias_factor, height, frequency // stride,
+                               out_dir, walker)
     simulation = make_simulation(spec, platform, seed, threads=threads,
                                  integrator=_integrator(spec, seed, stride, driver.group, dynamics))
     return Metadynamics(simulation, driver, stride)

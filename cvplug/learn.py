@@ -30,7 +30,7 @@ from cvplug import systems
 from .bias import reweighting_factors, run_metadynamics
 from .cv import load_cv
 from .methods import TrajectoryMethod, get
-from .simulate import load_trajectory, simulate
+from .simulate import load_trajectory, simulate, trajectory_positions
 
 __all__ = ["LearnSettings", "learn", "round_frames"]
 
@@ -57,11 +57,7 @@ class LearnSettings:
 def round_frames(round_dir: Path, spec) -> tuple[np.ndarray, np.ndarray]:
     """Positions [frames, n_atoms, 3] (nm) of one round, and their reweighting factors (sum 1)."""
     path = round_dir / ("trajectory.npz" if spec.toy is not None else "trajectory.dcd")
-    trajectory = load_trajectory(path)
-    if spec.toy is not None:
-        positions = np.stack([spec.toy.positions(x) for x in trajectory.x])
-    else:
-        positions = trajectory.xyz.astype(np.float64)
+    positions = trajectory_positions(load_trajectory(path), spec)
     if not (round_dir / "metadynamics.json").exists():
         return positions, np.full(len(positions), 1.0 / len(positions))
     weights = reweighting_factors(round_dir)

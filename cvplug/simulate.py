@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from cvplug.systems import SystemSpec
 
-__all__ = ["make_simulation", "simulate", "load_trajectory", "TrajectoryError", "ToyTrajectory"]
+__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "TrajectoryError",
+           "ToyTrajectory"]
 
 
 class TrajectoryError(ValueError):
@@ -145,3 +146,10 @@ def load_trajectory(path, top=None):
         return mdtraj.load(str(path), top=str(top) if isinstance(top, (str, Path)) else top)
     except (ValueError, OSError, IOError) as error:
         raise TrajectoryError(f"cannot read {path} with topology {top}: {error}") from error
+
+
+def trajectory_positions(trajectory, spec: SystemSpec) -> np.ndarray:
+    """Full-system positions [frames, n_atoms, 3] (nm, float64) of a loaded trajectory of ``spec``."""
+    if spec.toy is not None:
+        return np.stack([spec.toy.positions(x) for x in trajectory.x])
+    return trajectory.xyz.astype(np.float64)

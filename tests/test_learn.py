@@ -29,3 +29,40 @@ def test_learn_rounds_write_cvs_and_resume(tmp_path):
 def test_method_without_trajectory_training_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown CV method"):
         learn("three-well", tmp_path, LearnSettings(method="nonexistent"))
+
+
+def test_online_mode_replaces_the_cv_without_restarting(tmp_path):
+    from cvplug.online import learn_online
+
+    result = learn_online("three-well", tmp_path, method="tica", steps=1500, warmup_steps=500, update_every=500,
+                          buffer_frames=100, report_every=10, latent_dim=1, height=0.5, frequency=100,
+                          platform="Reference", progress=False)
+    assert result["updates"] == [500, 1000]
+    assert sorted(p.name for p in tmp_path.glob("cv_*.pt")) == ["cv_0.pt", "cv_1000.pt", "cv_500.pt"]
+    colvar = result["colvar"]
+    np.testing.assert_allclose(np.diff(colvar[:, 0]), 0.01)  # one uninterrupted trajectory, 10 steps of 1 fs
+    assert result["hills"] == 15 and colvar[-1, -1] > 0
+
+
+def test_replacing_the_cv_moves_hills_to_the_new_cv_values(tmp_path):
+    import torch
+
+    from cvplug import CollectiveVariable, systems
+    from cvplug.bias import build_metadynamics
+    from cvplug.features import Cartesians
+
+    def linear(weight):
+        encoder = torch.nn.Linear(2, 1, bias=False).double()
+        with torch.no_grad():
+            encoder.weight.copy_(torch.tensor([weight]))
+        return CollectiveVariable(Cartesians([0], components=(0, 1)), encoder, n_atoms=1,
+                                  info={"bias_range": [[-3, 3]], "bias_width": [0.2]})
+
+    run = build_metadynamics(systems.load("three-well"), linear([1.0, 0.0]), frequency=50, platform="Reference",
+                             reprojectable=True)
+    run.step(500)
+    deposits = np.stack(run.engine.deposits)
+    np.testing.assert_allclose(run.engine.bias.centers[:, 0], deposits[:, 0, 0])  # CV = x
+    run.engine.replace_cv(linear([0.0, 2.0]))
+    np.testing.assert_allclose(run.engine.bias.centers[:, 0], 2 * deposits[:, 0, 1])  # CV = 2y
+    run.step(100)  # the Context keeps running with the new CV

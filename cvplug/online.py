@@ -1,0 +1,79 @@
+"""Continuous mode: one simulation that never stops while its CV is retrained every N steps.
+
+The CV is evaluated in the ``"hills"`` engine's PythonForce; every ``update_every`` steps the method retrains it
+(fine-tuning from the current CV) on a rolling buffer of the latest frames, and the new CV replaces the old one in
+the running Context. Each hill is moved to the new CV value of the configuration where it was deposited, so the
+bias keeps pushing away from the same configurations (``_HillsEngine.replace_cv``).
+
+When to use which mode: rounds (:mod:`cvplug.learn`) give one fixed CV per round, a TorchScript file per round
+that runs as TorchForces anywhere, clean per-round reweighting and restarts; choose them for production and
+free energies. Continuous mode reacts faster (no restart, no re-equilibration) and suits exploration — finding
+the basins — but its bias changes shape at every update, so its frames are not reweighted; it is not resumable.
+Training runs in the simulation's process between steps.
+"""
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from cvplug import systems
+from .bias import build_metadynamics
+from .methods import TrajectoryMethod, get
+from .simulate import load_trajectory, simulate, trajectory_positions
+from .training import progress as progress_bar
+
+__all__ = ["learn_online"]
+
+
+def learn_online(system: str, out_dir, method: str = "dynae", steps: int = 100_000, warmup_steps: int = 20_000,
+                 update_every: int = 20_000, buffer_frames: int = 2_000, report_every: int = 50,
+                 latent_dim: int = 2, lag: int = 1, bias_factor: float = 8.0, height: float = 1.2,
+                 frequency: int = 200, seed: int = 0, platform: str = "CPU", progress: bool = True) -> dict:
+    """Warm up unbiased for ``warmup_steps``, learn a first CV, then run ``steps`` biased MD steps, retraining the
+    CV every ``update_every`` steps on the last ``buffer_frames`` frames. Writes ``cv_<step>.pt`` for every CV,
+    ``colvar.dat`` (time ps, CV values, bias kJ/mol; the CV changes at each update) and ``updates.dat``."""
+    learner = get(method)
+    if not isinstance(learner, TrajectoryMethod):
+        raise ValueError(f"method {method!r} cannot learn from trajectories (no fit_trajectories)")
+    if update_every % report_every or steps % report_every or warmup_steps % report_every:
+        raise ValueError("steps, warmup_steps and update_every must be multiples of report_every")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = systems.load(system)
+    warmup = simulate(spec, warmup_steps, out_dir / "warmup", report_every, seed, platform, progress=progress)
+    frames = trajectory_positions(load_trajectory(warmup), spec)
+    buffer = deque(frames, maxlen=buffer_frames)
+
+    def train(previous=None):
+        cv = learner.fit_trajectories([np.stack(buffer)], spec, latent_dim=latent_dim, lag=lag, seed=seed,
+                                      previous=previous, work_dir=out_dir / "train", progress=False)
+        cv.calibrate(torch.as_tensor(np.stack(buffer), dtype=torch.float32))
+        return cv
+
+    cv = train()
+    cv.export(out_dir / "cv_0.pt")
+    spec = systems.load(system)
+    spec.positions = frames[-1]
+    run = build_metadynamics(spec, cv, bias_factor=bias_factor, height=height, frequency=frequency, seed=seed,
+                             platform=platform, reprojectable=True)
+    dt = spec.timestep
+    colvar, updates = [], []
+    for step in progress_bar(range(report_every, steps + 1, report_every), desc="online", enabled=progress):
+        run.step(report_every)
+        positions = run.engine.positions(run.simulation)
+        buffer.append(positions)
+        values = run.engine.cv_values(positions)
+        colvar.append([step * dt, *values, run.engine.bias(values)[0]])
+        if step % update_every == 0 and step < steps:
+            cv = train(previous=cv)
+            cv.export(out_dir / f"cv_{step}.pt")
+            run.engine.replace_cv(cv)
+            updates.append(step)
+    np.savetxt(out_dir / "colvar.dat", np.array(colvar), header="time_ps " + " ".join(cv.names) + " bias_kJmol")
+    np.savetxt(out_dir / "updates.dat", np.array(updates, dtype=int), fmt="%d", header="MD step of each CV update")
+    return {"colvar": np.array(colvar), "updates": updates, "cv": cv, "hills": len(run.engine.bias.heights)}
+
