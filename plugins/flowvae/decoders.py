@@ -5,8 +5,8 @@ density in the units of x, e.g. 1/nm per linear coordinate, 1/rad per angle) and
 Linear columns are modelled in standardised units u = (x − mean)/std (the log-Jacobian is added back);
 periodic columns (radians) are modelled on [−π, π) with von Mises densities.
 
-- :class:`MSEDecoder` ("mse"): Gaussian means from a network, unit variance (in standardised units);
-  the negative log-likelihood is the mean squared error plus a constant.
+- :class:`MSEDecoder` ("mse"): Gaussian means from a network, variance fixed to 1 (in the units of x);
+  the negative log-likelihood is half the squared error plus a constant.
 - :class:`CondIndDecoder` ("condind"): conditionally independent, means and variances from the network.
 - :class:`AutoregressiveDecoder` ("autoregressive"): P(x|z) = Π_i P(x_i | x_<i, z), each conditional's
   mean and variance from one masked network (MADE; Germain et al., ICML 2015) that also takes z directly.
@@ -83,7 +83,7 @@ class Decoder(nn.Module):
 
 
 class MSEDecoder(Decoder):
-    """Gaussian means from z, variance fixed to 1 (standardised units); von Mises κ = 1 for angles."""
+    """Gaussian means from z, variance fixed to 1 in the units of x (σ = 1/std standardised); κ = 1 for angles."""
 
     name = "mse"
 
@@ -93,11 +93,11 @@ class MSEDecoder(Decoder):
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:
         loc = self.net(z)
-        return distributions.log_prob(u, loc, torch.zeros_like(loc), self.periodic).sum(-1)
+        return distributions.log_prob(u, loc, -torch.log(self.scale).expand_as(loc), self.periodic).sum(-1)
 
     def standardised_sample(self, z: Tensor) -> Tensor:
         loc = self.net(z)
-        return distributions.sample(loc, torch.zeros_like(loc), self.periodic)
+        return distributions.sample(loc, -torch.log(self.scale).expand_as(loc), self.periodic)
 
 
 class CondIndDecoder(Decoder):
