@@ -1,0 +1,241 @@
+"""Training DynAE (Algorithm 1 of Wang et al. 2024) and its two baselines on the same encoder and decoder.
+
+``model="dynae"``: each step draws ``groups`` latent bins and ``batch`` frame pairs from each, then
+  1. representation step: reconstruction of x_t and x_t+τ (L2) + β · sliced-Wasserstein distance, per bin,
+     between encoded moves Δz = φ(x_t+τ) − φ(x_t) and prior moves f(z_t) + ε, ε ~ N(0, I);
+  2. prior step: maximum likelihood of the detached Δz under N(f(z_t), M(z_t)).
+  Epoch 0 treats the data as one bin; later epochs rebuild the bins by regular-space clustering of the latent
+  (``d_min``) and draw bin k with probability ∝ N_k^(1/γ).
+``model="autoencoder"``: reconstruction only. ``model="vae"``: reconstruction + β · KL(q(z|x) ‖ N(0, I)).
+Both baselines see the same frames (x_t and x_t+τ) in uniformly drawn batches of ``groups × batch``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cvplug.cv import CollectiveVariable, Normalization
+from cvplug.features import Feature
+from cvplug.training import Checkpoint, progress, seed_everything
+
+from .binning import BinSampler, assign, regular_space
+from .data import lagged_pairs
+from .losses import kl_to_standard_normal, reconstruction, sliced_wasserstein
+from .networks import Encoder, LatentPrior, mlp
+
+__all__ = ["Settings", "DynAEResult", "train", "MODELS"]
+
+MODELS = ("dynae", "autoencoder", "vae")
+
+
+@dataclass
+class Settings:
+    """Hyperparameters (defaults: the paper's architecture; β, d_min and the schedule tuned on the three-well).
+
+    latent_dim : latent dimension d.        lag : frames between the two members of a pair.
+    model : "dynae", "autoencoder" or "vae".
+    beta : weight of the sliced-Wasserstein term (dynae) or of the KL term (vae).
+    epochs : passes over the pairs.         groups, batch : bins per step and pairs per bin.
+    d_min : regular-space distance in latent units (one latent unit = the noise of one lag).
+    gamma : resampling exponent γ (bins ∝ N_k^(1/γ)).   n_directions : slices of the SW distance.
+    learning_rate : Adam step size (representation and prior).
+    hidden : encoder/decoder hidden widths.  prior_hidden : force/diffusion hidden widths.
+    """
+
+    latent_dim: int = 2
+    lag: int = 1
+    model: str = "dynae"
+    beta: float = 1.0
+    epochs: int = 12
+    groups: int = 16
+    batch: int = 64
+    d_min: float = 1.0
+    gamma: float = 2.0
+    n_directions: int = 50
+    learning_rate: float = 2e-3
+    hidden: Sequence[int] = (32, 32, 32)
+    prior_hidden: Sequence[int] = (32, 32)
+
+    def check(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+        for name in ("epochs", "groups", "batch", "n_directions"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("beta", "d_min", "learning_rate"):
+            if not getattr(self, name) > 0 and not (name == "beta" and self.model == "autoencoder"):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.gamma < 1:
+            raise ValueError(f"gamma must be ≥ 1, got {self.gamma}")
+
+
+@dataclass
+class DynAEResult:
+    """A trained model: the exported-ready ``cv`` plus the networks behind it and the loss history.
+
+    ``prior`` is None for the baselines. History: one dict of mean losses per epoch. ``seconds`` and
+    ``cpu_seconds``: wall and CPU time spent in the training epochs (this process; resumed runs add up).
+    """
+
+    cv: CollectiveVariable
+    encoder: Encoder
+    decoder: nn.Module
+    prior: Optional[LatentPrior]
+    settings: Settings
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def encode(self, positions) -> np.ndarray:
+        """Latent coordinates [n, d] of positions [n, n_atoms, 3] (nm)."""
+        with torch.no_grad():
+            return torch.cat([self.cv(torch.as_tensor(positions[i:i + 20000]))
+                              for i in range(0, len(positions), 20000)]).double().numpy()
+
+    def force_field(self, z) -> np.ndarray:
+        """Learned mean latent displacement per lag f(z) [n, d] at latent points ``z`` [n, d]."""
+        return self._prior_call(self.prior.force if self.prior is not None else None, z)
+
+    def diffusion(self, z) -> np.ndarray:
+        """Learned displacement covariance per lag M(z) [n, d, d] at latent points ``z`` [n, d]."""
+        return self._prior_call(self.prior.diffusion if self.prior is not None else None, z)
+
+    @staticmethod
+    def _prior_call(function, z) -> np.ndarray:
+        if function is None:
+            raise ValueError("only model='dynae' learns a latent force field and diffusion")
+        with torch.no_grad():
+            return function(torch.as_tensor(np.asarray(z), dtype=torch.float32)).double().numpy()
+
+
+def _encode(encoder: Encoder, x: Tensor) -> Tensor:
+    with torch.no_grad():
+        return torch.cat([encoder(x[i:i + 65536]) for i in range(0, len(x), 65536)])
+
+
+def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature] = None, seed: int = 0,
+          checkpoint=None, show_progress: bool = True, names: Optional[Sequence[str]] = None,
+          **settings) -> DynAEResult:
+    """Train DynAE (or a baseline) on time-lagged pairs of ``data``; returns a :class:`DynAEResult`.
+
+    ``data``: an mdtraj Trajectory, a cvplug ToyTrajectory, a positions array [frames, n_atoms, 3] (nm), a list
+    of these, or :class:`cvplug.plugins.dynae.Pairs`. ``features`` map positions to the encoder's input (toys
+    default to their natural coordinates). ``checkpoint``: a file path; an interrupted run started again with
+    the same path continues after its last finished epoch (with more ``epochs`` it trains on). Other keywords are :class:`Settings` fields.
+    """
+    unknown = set(settings) - set(Settings.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(Settings.__dataclass_fields__)}")
+    config = Settings(latent_dim=latent_dim, lag=lag, **settings)
+    config.check()
+    first, second, sample, features = lagged_pairs(data, lag, features)
+    normalization = Normalization.fit(torch.cat([first, second]))
+    first, second = normalization(first).float(), normalization(second).float()
+    seed_everything(seed)
+    n_features = first.shape[1]
+    encoder = Encoder(n_features, latent_dim, config.hidden, variational=config.model == "vae")
+    decoder = mlp(latent_dim, list(config.hidden)[::-1], n_features)
+    prior = LatentPrior(latent_dim, config.prior_hidden) if config.model == "dynae" else None
+    representation = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=config.learning_rate)
+    prior_optimizer = torch.optim.Adam(prior.parameters(), lr=config.learning_rate) if prior else None
+    modules = dict(encoder=encoder, decoder=decoder, representation=representation)
+    if prior is not None:
+        modules.update(prior=prior, prior_optimizer=prior_optimizer)
+
+    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    state = store.restore(**modules) if store is not None else None
+    if state is not None and _resumable(state["settings"]) != _resumable(asdict(config)):
+        raise ValueError(f"checkpoint {checkpoint} was written with other settings; delete it to start over")
+    history: list[dict] = state["history"] if state else []
+    seconds, cpu_seconds = (state["seconds"], state["cpu_seconds"]) if state else (0.0, 0.0)
+    n_pairs = len(first)
+    steps = max(1, math.ceil(n_pairs / (config.groups * config.batch)))
+    bar = progress(total=config.epochs * steps, initial=len(history) * steps, desc=f"{config.model} seed {seed}",
+                   enabled=show_progress)
+    for epoch in range(len(history), config.epochs):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        sampler = _sampler(encoder, prior, first, epoch, config)
+        sums: dict[str, float] = {}
+        for _ in range(steps):
+            indices = sampler.draw(config.groups, config.batch)
+            losses = _step(encoder, decoder, prior, representation, prior_optimizer, first[indices],
+                           second[indices], config)
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value / steps
+            bar.update(1)
+        sums["bins"] = sampler.n_bins
+        history.append(sums)
+        seconds += time.perf_counter() - started
+        cpu_seconds += time.process_time() - cpu_started
+        bar.set_postfix({k: f"{v:.3g}" for k, v in sums.items()})
+        if store is not None:
+            store.save(**modules, history=history, seconds=seconds, cpu_seconds=cpu_seconds,
+                       settings=asdict(config))
+    bar.close()
+
+    names = list(names) if names is not None else [f"z{i}" for i in range(latent_dim)]
+    cv = CollectiveVariable(features, encoder.deterministic(), n_atoms=sample.shape[1],
+                            normalization=normalization, names=names, method="dynae",
+                            info={"model": config.model, "seed": seed, "settings": asdict(config),
+                                  "final_losses": history[-1] if history else {}})
+    cv.calibrate(torch.as_tensor(sample, dtype=torch.float32))
+    return DynAEResult(cv, encoder, decoder, prior, config, history, seconds, cpu_seconds)
+
+
+def _resumable(settings: dict) -> dict:
+    """Settings that must match to continue a checkpoint (more epochs may be asked for)."""
+    return {k: v for k, v in settings.items() if k != "epochs"}
+
+
+def _sampler(encoder: Encoder, prior: Optional[LatentPrior], first: Tensor, epoch: int,
+             config: Settings) -> BinSampler:
+    """Epoch 0 and the baselines: one bin (uniform draws). DynAE later: regular-space bins of the latent."""
+    if prior is None:
+        return BinSampler(np.zeros(len(first), dtype=int))
+    z = _encode(encoder, first)
+    prior.standardise(z)
+    if epoch == 0:
+        return BinSampler(np.zeros(len(first), dtype=int))
+    z = z.double().numpy()
+    return BinSampler(assign(z, regular_space(z, config.d_min)), config.gamma)
+
+
+def _step(encoder: Encoder, decoder: nn.Module, prior: Optional[LatentPrior], representation, prior_optimizer,
+          x0: Tensor, x1: Tensor, config: Settings) -> dict[str, float]:
+    """One optimiser step on pairs [groups, batch, n_features]; returns the losses as floats."""
+    if config.model == "vae":
+        x = torch.cat([x0, x1]).flatten(0, 1)
+        mean, log_variance = encoder.posterior(x)
+        z = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
+        rec = reconstruction(decoder(z), x)
+        kl = kl_to_standard_normal(mean, log_variance)
+        loss, out = rec + config.beta * kl, {"reconstruction": rec.item(), "kl": kl.item()}
+    else:
+        z0, z1 = encoder(x0), encoder(x1)
+        rec = reconstruction(decoder(z0), x0) + reconstruction(decoder(z1), x1)
+        loss, out = rec, {"reconstruction": rec.item()}
+        if prior is not None:
+            moves = z1 - z0
+            flat = z0.flatten(0, 1)
+            prior_moves = (prior.force(flat) + torch.randn_like(flat)).view_as(moves)
+            sw = sliced_wasserstein(moves, prior_moves, config.n_directions)
+            loss = rec + config.beta * sw
+            out["sliced_wasserstein"] = sw.item()
+    representation.zero_grad()
+    loss.backward()
+    representation.step()
+    if prior is not None:
+        prior_optimizer.zero_grad()
+        nll = -prior.log_likelihood(z0.detach().flatten(0, 1), (z1 - z0).detach().flatten(0, 1))
+        nll.backward()
+        prior_optimizer.step()
+        out["prior_nll"] = nll.item()
+    return out
