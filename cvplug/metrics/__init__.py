@@ -4,6 +4,7 @@ One module per family; this package re-exports their public names.
 """
 from .correlation import circular_linear_correlation, knn_r2
 from .vae import active_dimensions, f_acc, jd_encode, jd_prior, total_correlation, vae_mc_proposal
+from .isometry import isometry_mse
 
 __all__ = ["active_dimensions", "f_acc", "jd_encode", "jd_prior", "total_correlation", "vae_mc_proposal",
-           "circular_linear_correlation", "knn_r2"]
+           "circular_linear_correlation", "knn_r2", "isometry_mse"]
