@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["Feature", "Cartesians", "PairwiseDistances", "Dihedrals", "Concatenate", "kabsch_align",
-           "dihedral_angles"]
+           "dihedral_angles", "default_features"]
 
 
 def dihedral_angles(p0: Tensor, p1: Tensor, p2: Tensor, p3: Tensor) -> Tensor:
@@ -162,3 +162,13 @@ class Concatenate(Feature):
 
     def describe(self) -> dict:
         return {"type": "concatenate", "parts": [part.describe() for part in self.parts]}
+
+
+def default_features(spec, reference) -> Feature:
+    """The inputs cvplug's trajectory learners use unless told otherwise: Kabsch-aligned heavy-atom Cartesians
+    of a molecule (aligned to ``reference``, full-system positions [n_atoms, 3] in nm), or the natural
+    coordinates of a toy system."""
+    if spec.toy is not None:
+        return Cartesians(range(spec.toy.n_particles), components=range(spec.toy.dim_per_particle))
+    heavy = list(spec.extras["heavy_atoms"])
+    return Cartesians(heavy, reference=torch.as_tensor(reference, dtype=torch.float32)[heavy])

@@ -15,17 +15,9 @@ import torch
 from deeptime.decomposition import TICA
 
 from cvplug.cv import CollectiveVariable, Normalization
-from cvplug.features import Cartesians, Feature
+from cvplug.features import Feature, default_features
 
-__all__ = ["method", "TicaMethod", "default_features"]
-
-
-def default_features(spec, reference: np.ndarray) -> Feature:
-    """Aligned heavy-atom Cartesians (molecules) or natural coordinates (toys); ``reference`` [n_atoms, 3] nm."""
-    if spec.toy is not None:
-        return Cartesians(range(spec.toy.n_particles), components=range(spec.toy.dim_per_particle))
-    heavy = list(spec.extras["heavy_atoms"])
-    return Cartesians(heavy, reference=torch.tensor(reference[heavy], dtype=torch.float32))
+__all__ = ["method", "TicaMethod"]
 
 
 class TicaMethod:
