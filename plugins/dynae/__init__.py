@@ -26,6 +26,7 @@ from .data import Pairs
 from .losses import kl_to_standard_normal, sliced_wasserstein
 from .networks import Encoder, LatentPrior
 from .observation import Observed, ParabolicWarp
+from .rounds import fit_trajectories
 from .trainer import MODELS, DynAEResult, Settings, train
 
 __all__ = ["method", "fit", "train", "Settings", "DynAEResult", "Pairs", "MODELS", "Encoder", "LatentPrior",
@@ -50,6 +51,7 @@ class _Method:
         return fit(data, latent_dim, lag, **options)
 
     train = staticmethod(train)
+    fit_trajectories = staticmethod(fit_trajectories)
 
 
 method = _Method()
