@@ -3,8 +3,10 @@
 One module per family; this package re-exports their public names.
 """
 from .correlation import circular_linear_correlation, knn_r2
+from .information import cut_at_emptiest, mutual_information, mutual_information_table
 from .vae import active_dimensions, f_acc, jd_encode, jd_prior, total_correlation, vae_mc_proposal
 from .isometry import isometry_mse
 
 __all__ = ["active_dimensions", "f_acc", "jd_encode", "jd_prior", "total_correlation", "vae_mc_proposal",
-           "circular_linear_correlation", "knn_r2", "isometry_mse"]
+           "circular_linear_correlation", "knn_r2", "cut_at_emptiest", "mutual_information",
+           "mutual_information_table", "isometry_mse"]

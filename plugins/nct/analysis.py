@@ -43,9 +43,10 @@ def unwrapped_angle_correlation(angle: np.ndarray, x: np.ndarray, cuts: int = 36
     ≈ 1 here; Mardia's circular-linear correlation cannot exceed ≈ 0.78 for it (uniform angle, linear ramp).
     """
     angle, x = np.asarray(angle, float).ravel(), np.asarray(x, float).ravel()
-    best = (0.0, 0.0)
-    for cut in np.linspace(-np.pi, np.pi, cuts, endpoint=False):
-        unwrapped = cut - np.mod(cut - angle, 2 * np.pi)
-        r = abs(float(np.corrcoef(x, unwrapped)[0, 1]))
-        best = max(best, (r, float(cut)))
-    return best
+
+    def best_of(candidates):
+        return max((abs(float(np.corrcoef(x, c - np.mod(c - angle, 2 * np.pi))[0, 1])), float(c)) for c in candidates)
+
+    step = 2 * np.pi / cuts
+    _, coarse = best_of(np.linspace(-np.pi, np.pi, cuts, endpoint=False))
+    return best_of(np.linspace(coarse - step, coarse + step, 101))

@@ -1,8 +1,8 @@
 """From a system and its trajectory to what the NCT trains on: features, masses, a reduced energy of features.
 
-Defaults: molecules are described by the Kabsch-aligned Cartesians of their heavy atoms
-(``spec.extras["heavy_atoms"]``, 30 coordinates for alanine dipeptide) for training on data, and of all their
-atoms for variational training (the force field needs every atom); toys by their natural coordinates.
+Defaults: training on data uses cvplug's :func:`~cvplug.features.default_features` (Kabsch-aligned heavy-atom
+Cartesians of a molecule, 30 numbers for alanine dipeptide; a toy's natural coordinates); variational training
+uses :func:`hamiltonian_features`, which cover every atom, since the force field needs them all.
 """
 from __future__ import annotations
 
@@ -13,18 +13,17 @@ import openmm.unit as unit
 import torch
 from torch import Tensor
 
-from cvplug.features import Cartesians, Feature
+from cvplug.features import Cartesians, Feature, default_features
 from cvplug.systems import SystemSpec
 
-__all__ = ["default_features", "feature_masses", "alignment_constraints", "as_positions", "feature_energy"]
+__all__ = ["hamiltonian_features", "feature_masses", "alignment_constraints", "as_positions", "feature_energy"]
 
 
-def default_features(spec: SystemSpec, all_atoms: bool = False) -> Cartesians:
-    """Natural coordinates of a toy; aligned Cartesians of a molecule's heavy (or ``all_atoms``) atoms."""
+def hamiltonian_features(spec: SystemSpec) -> Cartesians:
+    """A toy's natural coordinates; the Cartesians of every atom of a molecule, aligned to its initial structure."""
     if spec.toy is not None:
-        return Cartesians(range(spec.toy.n_particles), components=range(spec.toy.dim_per_particle))
-    atoms = list(range(spec.n_atoms)) if all_atoms else list(spec.extras.get("heavy_atoms", range(spec.n_atoms)))
-    return Cartesians(atoms, reference=torch.tensor(spec.positions[atoms], dtype=torch.get_default_dtype()))
+        return default_features(spec, spec.positions)
+    return Cartesians(range(spec.n_atoms), reference=torch.tensor(spec.positions, dtype=torch.get_default_dtype()))
 
 
 def feature_masses(spec: SystemSpec, features: Feature) -> Tensor:

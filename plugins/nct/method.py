@@ -9,13 +9,13 @@ from torch import Tensor, nn
 
 from cvplug import systems
 from cvplug.cv import CollectiveVariable
-from cvplug.features import Feature
+from cvplug.features import Feature, default_features
 from cvplug.systems import SystemSpec
 from cvplug.training import seed_everything
 
 from .coordinates import MassWeighting
 from .flow import CoordinateFlow
-from .inputs import alignment_constraints, as_positions, default_features, feature_energy, feature_masses
+from .inputs import alignment_constraints, as_positions, feature_energy, feature_masses, hamiltonian_features
 from .model import NCTModel
 from .train import train_mle, train_variational
 
@@ -67,7 +67,8 @@ class NCT:
         data : frames to learn from (mdtraj.Trajectory, cvplug ToyTrajectory, or positions [N, n_atoms, 3] in
             nm): maximum likelihood. None: variational training from the Hamiltonian of ``system``.
         system : a SystemSpec or a name for :func:`cvplug.systems.load`; gives masses, temperature, atoms.
-        features : Cartesian features to transform (default :func:`.inputs.default_features`).
+        features : Cartesian features to transform (default: cvplug's ``default_features`` for data,
+            :func:`.inputs.hamiltonian_features` for variational training).
         masses : amu per feature component (default: the particles' masses; required for non-Cartesian features).
         energy : variational only: "twin" (a toy's torch twin, the toys' default) or "openmm" (the force field
             through cvplug.bridge, the molecules' default); ``bridge_options`` go to OpenMMEnergy.
@@ -83,7 +84,7 @@ class NCT:
             raise ValueError(f"n_components must be ≥ 1, got {n_components}")
         variational = data is None
         if features is None:
-            features = default_features(spec, all_atoms=variational)
+            features = hamiltonian_features(spec) if variational else default_features(spec, spec.positions)
         masses = feature_masses(spec, features) if masses is None else torch.as_tensor(masses, dtype=torch.float64)
         constraints = alignment_constraints(features)
         seed_everything(seed)

@@ -66,10 +66,13 @@ class NCTModel(nn.Module):
         like = self.latent.log_frequencies
         return torch.randn(batch, self.coordinates.dim, dtype=like.dtype, device=like.device) * self.kT ** 0.5
 
+    def log_prob(self, x: Tensor, p_z: Tensor) -> Tensor:
+        """log p(z(x), p_z) [B]: the latent density at the image, no Jacobian term (the map is symplectic)."""
+        return self.latent.log_prob(*self.encode(x, p_z))
+
     def negative_log_likelihood(self, x: Tensor) -> Tensor:
         """Mean −log p(z, p_z) over features x [B, n] with fresh thermal momenta (eq. 6)."""
-        Q, P = self.encode(x, self.thermal_momenta(len(x)))
-        return -self.latent.log_prob(Q, P).mean()
+        return -self.log_prob(x, self.thermal_momenta(len(x))).mean()
 
     def free_energy(self, energy: Callable[[Tensor], Tensor], batch: int) -> Tensor:
         """Variational free energy in kT, E[log ρ(Q, P) + u(x) + |p_z|²/2kT] over ``batch`` latent samples (eq. 5).
