@@ -28,8 +28,11 @@ from .plots import plot_fes
 __all__ = ["phi_psi_cv", "run_demo", "DEFAULT", "FULL"]
 
 SYSTEM = "ala2-implicit"
-DEFAULT = dict(rounds=4, steps_per_round=50_000, report_every=50, stride=2)      # 0.4 ns in all
-FULL = dict(rounds=6, steps_per_round=250_000, report_every=100, stride=2)       # 3 ns in all
+# steps of 2 fs; height kJ/mol; frequency = MD steps between hills; stride = MD steps between bias evaluations
+DEFAULT = dict(rounds=4, steps_per_round=50_000, report_every=50, stride=2, height=2.0, frequency=100,
+               bias_factor=10.0)                                                  # 0.4 ns in all
+FULL = dict(rounds=6, steps_per_round=250_000, report_every=100, stride=2, height=1.5, frequency=200,
+            bias_factor=8.0)                                                      # 3 ns in all
 
 
 def phi_psi_cv(spec: systems.SystemSpec) -> CollectiveVariable:
@@ -43,9 +46,9 @@ def _frames(out_dir: Path, method: str, spec, settings: dict, seed: int, platfor
     """Run the sampling; returns (positions of the biased frames, their weights, per-round summaries)."""
     if method == "analytic":
         steps = settings["rounds"] * settings["steps_per_round"]
-        run_metadynamics(spec, phi_psi_cv(spec), steps, out_dir / "analytic", bias_factor=8.0, height=1.2,
-                         frequency=200, widths=[0.35, 0.35], report_every=settings["report_every"],
-                         stride=settings["stride"], seed=seed, platform=platform, progress=progress)
+        run_metadynamics(spec, phi_psi_cv(spec), steps, out_dir / "analytic", widths=[0.35, 0.35], seed=seed,
+                         platform=platform, progress=progress,
+                         **{k: v for k, v in settings.items() if k not in ("rounds", "steps_per_round")})
         positions, weights = round_frames(out_dir / "analytic", spec)
         return positions, weights, []
     summaries = learn(SYSTEM, out_dir / "learn", LearnSettings(method=method, seed=seed, platform=platform,
@@ -59,7 +62,7 @@ def _frames(out_dir: Path, method: str, spec, settings: dict, seed: int, platfor
 def run_demo(out_dir="demo-output", method: str = "dynae", full: bool = False, seed: int = 0,
              platform: str = "CPU", progress: bool = True, settings: Optional[dict] = None) -> dict:
     """Run the demo; prints a one-screen summary and returns its numbers. ``settings`` (rounds,
-    steps_per_round, report_every, stride) override DEFAULT / FULL."""
+    steps_per_round, report_every, stride, height, frequency, bias_factor) override DEFAULT / FULL."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = systems.load(SYSTEM)

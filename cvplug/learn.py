@@ -11,6 +11,10 @@ supports it):
 - methods that need equilibrium averages receive per-frame weights w ∝ exp(V(s)/kT) with V the final bias of
   that round (the static-bias reweighting of well-tempered metadynamics); unbiased frames have weight 1.
 
+The bias is carried from round to round: every hill of the earlier rounds is placed at the *new* CV value of
+the configuration where it was deposited (heights kept) and starts round k as ``hills/hills.inherited.npy``,
+so exploration accumulates instead of restarting with each new CV.
+
 Each round writes ``round_<k>/``: the trajectory, ``colvar.dat``, the bias, ``cv.pt`` (the CV learned after
 it), ``fes.npz``/``fes.png`` along the CV and ``summary.json``. ``progress.json`` lists finished rounds: an
 interrupted run resumes at the round it was in (the MD itself resumes from its checkpoint).
@@ -67,6 +71,25 @@ def round_frames(round_dir: Path, spec) -> tuple[np.ndarray, np.ndarray]:
     return positions, weights
 
 
+def _inherit_hills(out_dir: Path, k: int, cv, spec, report_every: int) -> None:
+    """Write the hills of rounds 1 … k − 1, moved to ``cv``'s values of their configurations, for round k."""
+    tables = []
+    for j in range(1, k):
+        round_dir = out_dir / f"round_{j}"
+        frequency = json.loads((round_dir / "metadynamics.json").read_text())["frequency"]
+        heights = np.load(round_dir / "hills" / "hills.0.npy")[:, -1]
+        positions, _ = round_frames(round_dir, spec)
+        frames = (np.arange(1, len(heights) + 1) * frequency) // report_every - 1  # frame of each deposition
+        keep = frames < len(positions)
+        with torch.no_grad():
+            centers = cv(torch.as_tensor(positions[frames[keep]])).double().numpy()
+        tables.append(np.column_stack([centers, heights[keep]]))
+    if tables:
+        folder = out_dir / f"round_{k}" / "hills"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "hills.inherited.npy", np.concatenate(tables))
+
+
 def _analyse(spec, cv, positions: np.ndarray, weights: np.ndarray) -> dict:
     """Correlations of the CV with φ/ψ and basin populations (alanine dipeptide), else CV statistics."""
     with torch.no_grad():
@@ -91,8 +114,9 @@ def learn(system: str, out_dir, settings: Optional[LearnSettings] = None, progre
     method = get(settings.method)
     if not isinstance(method, TrajectoryMethod):
         raise ValueError(f"method {settings.method!r} cannot learn from trajectories (no fit_trajectories)")
-    if settings.rounds < 1 or settings.steps_per_round % settings.report_every:
-        raise ValueError("rounds must be ≥ 1 and steps_per_round a multiple of report_every")
+    if settings.rounds < 1 or settings.steps_per_round % settings.report_every or \
+            settings.frequency % settings.report_every:
+        raise ValueError("rounds must be ≥ 1, steps_per_round and frequency multiples of report_every")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
@@ -112,6 +136,7 @@ def learn(system: str, out_dir, settings: Optional[LearnSettings] = None, progre
                      settings.platform, progress=progress)
         else:
             cv = load_cv(out_dir / f"round_{k - 1}" / "cv.pt")
+            _inherit_hills(out_dir, k, cv, spec, settings.report_every)
             run_metadynamics(spec, cv, settings.steps_per_round, round_dir, bias_factor=settings.bias_factor,
                              height=settings.height, frequency=settings.frequency,
                              report_every=settings.report_every, stride=settings.stride, seed=seed,

@@ -4,7 +4,7 @@ import numpy as np
 
 from cvplug.demo import run_demo
 
-TINY = dict(rounds=2, steps_per_round=2000, report_every=20, stride=2)
+TINY = dict(rounds=2, steps_per_round=2000, report_every=20, stride=2, height=2.0, frequency=100, bias_factor=10.0)
 
 
 def test_demo_learn_loop_writes_fes_and_summary(tmp_path, capsys):

@@ -10,6 +10,24 @@ SETTINGS = dict(method="tica", steps_per_round=1500, report_every=10, latent_dim
                 platform="Reference")
 
 
+def test_later_rounds_inherit_the_earlier_hills_on_the_new_cv(tmp_path):
+    import torch
+
+    from cvplug import systems
+    from cvplug.learn import round_frames
+
+    learn("three-well", tmp_path, LearnSettings(rounds=3, **SETTINGS), progress=False)
+    inherited = np.load(tmp_path / "round_2" / "hills" / "hills.inherited.npy")
+    own = np.load(tmp_path / "round_1" / "hills" / "hills.0.npy")
+    assert inherited.shape == own.shape == (15, 2)
+    np.testing.assert_array_equal(inherited[:, 1], own[:, 1])  # heights kept
+    positions, _ = round_frames(tmp_path / "round_1", systems.load("three-well"))
+    cv1 = load_cv(tmp_path / "round_1" / "cv.pt")  # the CV that biases round 2
+    with torch.no_grad():  # hill i sits at frame 10(i + 1) - 1
+        expected = cv1(torch.as_tensor(positions[9::10])).double().numpy()[:, 0]
+    np.testing.assert_allclose(inherited[:, 0], expected, rtol=1e-6)
+
+
 def test_learn_rounds_write_cvs_and_resume(tmp_path):
     first = learn("three-well", tmp_path, LearnSettings(rounds=1, **SETTINGS), progress=False)
     assert len(first) == 1 and (tmp_path / "round_0" / "cv.pt").exists()
