@@ -27,11 +27,11 @@ def test_matches_a_brute_force_search_over_rotations_and_reflections(rng):
     truth = rng.normal(size=(300, 2))
     z = np.tanh(truth) + 0.1 * rng.normal(size=truth.shape)
     zc, tc = z - z.mean(0), truth - truth.mean(0)
-    angles = np.linspace(0, 2 * np.pi, 20001)
+    angles = np.linspace(0, 2 * np.pi, 4001)
     rotations = np.stack([np.cos(angles), -np.sin(angles), np.sin(angles), np.cos(angles)], 1).reshape(-1, 2, 2)
     best = min(((np.einsum("nd,ade->ane", zc @ flip, rotations) - tc) ** 2).sum(-1).mean(-1).min()
                for flip in (np.eye(2), np.diag([1.0, -1.0])))
-    assert isometry_mse(z, truth) == pytest.approx(best, rel=1e-6)
+    assert isometry_mse(z, truth) == pytest.approx(best, rel=1e-4)  # the grid misses the optimum by < 1e-3 rad
 
 
 def test_relative_error_is_one_for_unrelated_noise(rng):

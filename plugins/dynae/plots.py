@@ -35,22 +35,22 @@ def plot_latent(z: np.ndarray, colours: dict[str, np.ndarray], path, title: str 
 
 
 def plot_force_field(result, z: np.ndarray, path, colour: np.ndarray | None = None, colour_name: str = "",
-                     grid: int = 21, title: str = "") -> Path:
+                     cmap: str = "viridis", grid: int = 21, min_count: int = 10, title: str = "") -> Path:
     """The learned latent force f(z) (per lag) as arrows on a grid over the visited region of ``z`` [n, 2].
 
-    Arrows are drawn only where data were seen (grid cells holding at least 20 points); the data are shown
-    underneath, coloured by ``colour`` if given. ``result`` is a :class:`~cvplug.plugins.dynae.DynAEResult`.
+    Arrows are drawn only where data were seen (grid cells holding at least ``min_count`` points); the data
+    are shown underneath, coloured by ``colour`` (with ``cmap``) if given. ``result``: a DynAEResult.
     """
     lo, hi = np.percentile(z, 0.5, axis=0), np.percentile(z, 99.5, axis=0)
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
     points = np.stack([gx.ravel(), gy.ravel()], axis=1)
     nearest = np.clip(np.rint((z - lo) / (hi - lo) * (grid - 1)), 0, grid - 1).astype(int)
-    seen = np.bincount(nearest[:, 1] * grid + nearest[:, 0], minlength=grid * grid) >= 20
+    seen = np.bincount(nearest[:, 1] * grid + nearest[:, 0], minlength=grid * grid) >= min_count
     force = result.force_field(points[seen])
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     keep = np.linspace(0, len(z) - 1, min(len(z), 20000)).astype(int)
     image = ax.scatter(z[keep, 0], z[keep, 1], s=1, c=None if colour is None else np.asarray(colour)[keep],
-                       color="0.8" if colour is None else None, alpha=0.4, rasterized=True)
+                       color="0.8" if colour is None else None, cmap=cmap, alpha=0.4, rasterized=True)
     if colour is not None:
         fig.colorbar(image, ax=ax, label=colour_name)
     ax.quiver(points[seen, 0], points[seen, 1], force[:, 0], force[:, 1], color="k", angles="xy", width=0.004)

@@ -129,7 +129,8 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
     ``data``: an mdtraj Trajectory, a cvplug ToyTrajectory, a positions array [frames, n_atoms, 3] (nm), a list
     of these, or :class:`cvplug.plugins.dynae.Pairs`. ``features`` map positions to the encoder's input (toys
     default to their natural coordinates). ``checkpoint``: a file path; an interrupted run started again with
-    the same path continues after its last finished epoch (with more ``epochs`` it trains on). Other keywords are :class:`Settings` fields.
+    the same path continues after its last finished epoch (given more ``epochs``, it trains on). Other keywords
+    are :class:`Settings` fields. The networks are tiny: ``torch.set_num_threads(1)`` is usually fastest.
     """
     unknown = set(settings) - set(Settings.__dataclass_fields__)
     if unknown:
@@ -212,23 +213,21 @@ def _step(encoder: Encoder, decoder: nn.Module, prior: Optional[LatentPrior], re
           x0: Tensor, x1: Tensor, config: Settings) -> dict[str, float]:
     """One optimiser step on pairs [groups, batch, n_features]; returns the losses as floats."""
     if config.model == "vae":
-        x = torch.cat([x0, x1]).flatten(0, 1)
-        mean, log_variance = encoder.posterior(x)
-        z = mean + torch.randn_like(mean) * (0.5 * log_variance).exp()
-        rec = reconstruction(decoder(z), x)
-        kl = kl_to_standard_normal(mean, log_variance)
-        loss, out = rec + config.beta * kl, {"reconstruction": rec.item(), "kl": kl.item()}
+        (m0, log_v0), (m1, log_v1) = encoder.posterior(x0), encoder.posterior(x1)
+        z0, z1 = (m + torch.randn_like(m) * (0.5 * log_v).exp() for m, log_v in ((m0, log_v0), (m1, log_v1)))
     else:
         z0, z1 = encoder(x0), encoder(x1)
-        rec = reconstruction(decoder(z0), x0) + reconstruction(decoder(z1), x1)
-        loss, out = rec, {"reconstruction": rec.item()}
-        if prior is not None:
-            moves = z1 - z0
-            flat = z0.flatten(0, 1)
-            prior_moves = (prior.force(flat) + torch.randn_like(flat)).view_as(moves)
-            sw = sliced_wasserstein(moves, prior_moves, config.n_directions)
-            loss = rec + config.beta * sw
-            out["sliced_wasserstein"] = sw.item()
+    rec = reconstruction(decoder(z0), x0) + reconstruction(decoder(z1), x1)
+    loss, out = rec, {"reconstruction": rec.item()}
+    if config.model == "vae":
+        kl = 0.5 * (kl_to_standard_normal(m0, log_v0) + kl_to_standard_normal(m1, log_v1))
+        loss, out["kl"] = rec + config.beta * kl, kl.item()
+    elif prior is not None:
+        moves = z1 - z0
+        flat = z0.flatten(0, 1)
+        prior_moves = (prior.force(flat) + torch.randn_like(flat)).view_as(moves)
+        sw = sliced_wasserstein(moves, prior_moves, config.n_directions)
+        loss, out["sliced_wasserstein"] = rec + config.beta * sw, sw.item()
     representation.zero_grad()
     loss.backward()
     representation.step()

@@ -1,0 +1,35 @@
+"""DynAE scientific check (slow): on the three-well potential seen through (x, y) → (x, y + x²), the DynAE latent
+recovers (x, y) up to a similarity and a plain autoencoder does not.
+
+A cheap version of examples/dynae_three_well.py (40k instead of 150k frames, fewer and smaller steps); the full
+acceptance numbers come from the example.
+"""
+import pytest
+import torch
+
+from cvplug import systems
+from cvplug.features import Cartesians
+from cvplug.metrics import isometry_mse
+from cvplug.plugins import dynae
+from cvplug.simulate import load_trajectory, simulate
+
+
+@pytest.mark.slow
+def test_three_well_latent_is_isometric_to_the_truth_and_the_autoencoder_is_not(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = simulate(systems.load("three-well"), 400_000, tmp_path / "tw", report_every=10, seed=1,
+                        progress=False)
+        trajectory = load_trajectory(path)
+        features = dynae.Observed(Cartesians([0], components=(0, 1)), dynae.ParabolicWarp())
+        positions = torch.nn.functional.pad(torch.as_tensor(trajectory.x), (0, 1)).unsqueeze(1)
+        errors = {}
+        for model, options in (("dynae", dict(learning_rate=5e-3, groups=8)), ("autoencoder", {})):
+            result = dynae.train(trajectory, 2, 1, features=features, model=model, seed=0, show_progress=False,
+                                 **options)
+            errors[model] = isometry_mse(result.encode(positions), trajectory.x, scale=True, relative=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert errors["dynae"] < 0.1, errors
+    assert errors["autoencoder"] > 3 * errors["dynae"], errors
