@@ -29,9 +29,9 @@ __all__ = ["phi_psi_cv", "run_demo", "DEFAULT", "FULL"]
 
 SYSTEM = "ala2-implicit"
 # steps of 2 fs; height kJ/mol; frequency = MD steps between hills; stride = MD steps between bias evaluations
-DEFAULT = dict(rounds=4, steps_per_round=50_000, report_every=50, stride=2, height=2.0, frequency=100,
+DEFAULT = dict(rounds=4, steps_per_round=50_000, report_every=50, stride=1, height=2.0, frequency=100,
                bias_factor=10.0)                                                  # 0.4 ns in all
-FULL = dict(rounds=6, steps_per_round=250_000, report_every=100, stride=2, height=1.5, frequency=200,
+FULL = dict(rounds=6, steps_per_round=250_000, report_every=100, stride=1, height=1.5, frequency=200,
             bias_factor=8.0)                                                      # 3 ns in all
 
 

@@ -19,12 +19,16 @@ from tqdm.auto import tqdm
 
 from cvplug.systems import SystemSpec
 
-__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "TrajectoryError",
+__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "TrajectoryError", "SimulationError",
            "ToyTrajectory"]
 
 
 class TrajectoryError(ValueError):
     """A trajectory that cannot be read or does not match its topology/system."""
+
+
+class SimulationError(ValueError):
+    """The integration failed (NaN coordinates, exploding energy)."""
 
 
 def make_simulation(spec: SystemSpec, platform: str = "CPU", seed: int = 0, dynamics: Optional[str] = None,
@@ -100,6 +104,7 @@ def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: i
     dt_frame = report_every * simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
     sink = (_ArraySink if spec.toy is not None else _DCDSink)(out, spec, dt_frame, resume)
     done = simulation.currentStep
+    healthy = True
     try:
         with tqdm(total=steps, initial=done, unit="step", disable=not progress, desc=spec.name) as bar:
             for frame in range(done // report_every, steps // report_every):
@@ -108,9 +113,15 @@ def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: i
                 bar.update(report_every)
                 if (frame + 1) % checkpoint_every == 0:
                     simulation.saveState(str(checkpoint))
+    except openmm.OpenMMException as error:
+        healthy = False
+        raise SimulationError(f"{spec.name} blew up near step {simulation.currentStep} ({error}); the last "
+                              f"checkpoint {checkpoint} is kept. Lower the timestep, the bias height or the "
+                              "stride, then run again to resume") from error
     finally:
         sink.close()
-        simulation.saveState(str(checkpoint))
+        if healthy:  # never overwrite a good checkpoint with a broken state
+            simulation.saveState(str(checkpoint))
     return sink.path
 
 

@@ -59,3 +59,15 @@ def test_bad_arguments_are_refused(tmp_path):
         simulate(systems.load("ring"), 105, tmp_path / "x.npz", report_every=10)
     with pytest.raises(ValueError, match="platform"):
         simulate(systems.load("ring"), 100, tmp_path / "x.npz", report_every=10, platform="Quantum")
+
+
+def test_blow_up_gives_a_clear_error_and_keeps_the_checkpoint(tmp_path):
+    from cvplug.simulate import SimulationError
+
+    simulate(systems.load("ala2-vacuum"), 100, tmp_path / "a", report_every=50, progress=False)
+    good = (tmp_path / "a.state.xml").read_text()
+    spec = systems.load("ala2-vacuum")
+    spec.timestep = 0.1  # ps: 50 times too long, the molecule explodes
+    with pytest.raises(SimulationError, match="blew up"):
+        simulate(spec, 5000, tmp_path / "a", report_every=50, progress=False)
+    assert (tmp_path / "a.state.xml").read_text() == good
