@@ -127,7 +127,7 @@ def main() -> None:
         rounded = {key: {k: round(v, 3) for k, v in run[key].items()}
                    for key in ("circular_linear", "circular_linear_best_direction")}
         print(f"seed {seed}: kNN R² (sin, cos) φ {run['knn_r2_phi']:.3f}, ψ {run['knn_r2_psi']:.3f}; "
-              f"circular-linear {rounded}; force field {run['force_field']}; "
+              f"{rounded}; force field {run['force_field']}; "
               f"training {result.seconds:.0f} s wall, {result.cpu_seconds:.0f} s CPU")
         result.cv.export(out / f"dynae-seed{seed}.pt")
         if seed == args.seeds[0]:
