@@ -53,10 +53,12 @@ def plot(out: Path, phi, psi, path_phi, path_psi, linear_phi, linear_psi, Q, fre
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     ax = axes[0]
-    ax.hist2d(np.degrees(phi), np.degrees(psi), bins=90, range=[[-180, 180], [-180, 180]], cmap="Greys", cmin=1)
+    ax.hist2d(np.degrees(phi), np.degrees(psi), bins=72, range=[[-180, 180], [-180, 180]], cmap="Greys",
+              norm=LogNorm())
     ax.plot(np.degrees(linear_phi), np.degrees(linear_psi), "o--", color="tab:blue", ms=3,
             label="straight line in aligned Cartesians")
     ax.plot(np.degrees(path_phi), np.degrees(path_psi), "o-", color="tab:red", ms=4, label="straight line in NCT latent")

@@ -227,6 +227,17 @@ def test_bridge_energy_matches_the_torch_twin():
         feature_energy(spec, Cartesians(range(3), components=(0,)), "twin")
 
 
+def test_variational_training_through_the_openmm_bridge_follows_the_twin():
+    """Training from the OpenMM Hamiltonian (cvplug.bridge) takes the same steps as from the torch twin."""
+    spec = systems.load("harmonic-chain", n=4)
+    settings = dict(system=spec, steps=5, batch=32, layers=2, hidden=8, seed=1, progress=False)
+    twin = method.fit(energy="twin", **settings)
+    bridge = method.fit(energy="openmm", bridge_options={"platform": "Reference", "batch_strategy": "single"},
+                        **settings)
+    assert bridge.info["final_loss"] == pytest.approx(twin.info["final_loss"], abs=1e-4)
+    assert np.allclose(bridge.info["all_frequencies"], twin.info["all_frequencies"], rtol=1e-4)
+
+
 def test_chain_modes_and_unwrapped_angles():
     frequencies, modes = chain_normal_modes(5)
     hessian = 2 * np.eye(5) - np.eye(5, k=1) - np.eye(5, k=-1)
