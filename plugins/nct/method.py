@@ -80,7 +80,7 @@ class NCT:
         ``all_frequencies``, the training mode and final loss. ``cv.encoder.model`` is the trained NCTModel.
         """
         spec = systems.load(system) if isinstance(system, str) else system
-        if not 1 <= n_components:
+        if n_components < 1:
             raise ValueError(f"n_components must be ≥ 1, got {n_components}")
         variational = data is None
         if features is None:
