@@ -116,6 +116,22 @@ def test_training_resumes_from_checkpoint(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_keep_best_selects_the_best_validation_epoch_at_the_final_beta(tmp_path):
+    x = _data()
+    kwargs = dict(latent_dim=1, decoder="autoregressive", beta=1.0, epochs=6, anneal_epochs=2, lr=3e-2, seed=1,
+                  show_progress=False, encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
+    vae, history = fit_vae(x, [False, False], keep_best=True, checkpoint=tmp_path / "best.ckpt", **kwargs)
+    final = [h for h in history if h["beta"] == 1.0]
+    selected = [h for h in history if h.get("selected")]
+    assert len(selected) == 1
+    assert selected[0]["val_nll"] + selected[0]["val_kl"] == min(h["val_nll"] + h["val_kl"] for h in final)
+    resumed, again = fit_vae(x, [False, False], keep_best=True, checkpoint=tmp_path / "best.ckpt", **kwargs)
+    assert again == history
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(), resumed.state_dict().values()))
+    with pytest.raises(ValueError, match="x_val"):
+        fit_vae(x, [False, False], keep_best=True, validation_fraction=0.0, **kwargs)
+
+
 def test_carrying_parameters_over_to_a_larger_beta():
     x = _data()
     kwargs = dict(latent_dim=1, decoder="condind", anneal_epochs=2, lr=3e-3, show_progress=False,

@@ -41,14 +41,15 @@ def build_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int, decoder: str
 def fit_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int = 1, decoder: str = "condind",
             beta: float = 1.0, epochs: int = 100, anneal_epochs: int = 20, start: Optional[FlowVAE] = None,
             beta_start: float = 0.0, lr: float = 1e-4, batch_size: int = 200, validation_fraction: float = 0.1,
-            seed: int = 0, checkpoint: Optional[Path] = None, show_progress: bool = True,
+            keep_best: bool = False, seed: int = 0, checkpoint: Optional[Path] = None, show_progress: bool = True,
             **sizes) -> tuple[FlowVAE, list[dict]]:
     """Train a FlowVAE on x [N, D]; returns the model and its training history.
 
     β_reg rises linearly from ``beta_start`` to ``beta`` over ``anneal_epochs`` epochs. Pass ``start`` (a trained
     model, copied, not modified) with ``beta_start`` set to its β to carry parameters over to a larger β, as the
     paper does for β ≥ 1. ``sizes`` go to :func:`build_vae` (hidden widths, prior blocks). A held-out
-    ``validation_fraction`` of x is scored every epoch. ``checkpoint`` makes the run resumable.
+    ``validation_fraction`` of x is scored every epoch; ``keep_best`` returns the parameters of the best
+    validation epoch at the final β (see :func:`train`). ``checkpoint`` makes the run resumable.
     """
     x = torch.as_tensor(x, dtype=torch.get_default_dtype())
     vae = copy.deepcopy(start) if start is not None else build_vae(x, periodic, latent_dim, decoder, seed=seed,
@@ -57,7 +58,8 @@ def fit_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int = 1, decoder: s
     n_val = int(round(validation_fraction * len(x)))
     x_val, x_train = (x[order[:n_val]], x[order[n_val:]]) if n_val else (None, x)
     history = train(vae, x_train, BetaSchedule(beta_start, beta, anneal_epochs), epochs, x_val=x_val, lr=lr,
-                    batch_size=batch_size, seed=seed, checkpoint=checkpoint, show_progress=show_progress)
+                    batch_size=batch_size, seed=seed, checkpoint=checkpoint, keep_best=keep_best,
+                    show_progress=show_progress)
     vae.eval()
     return vae, history
 

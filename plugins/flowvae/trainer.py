@@ -1,6 +1,7 @@
 """Training a FlowVAE with an annealed β_reg: Adam, minibatches, seeded, resumable, with a progress bar."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -47,13 +48,15 @@ def _validate(vae: FlowVAE, x: Tensor, beta: float, batch_size: int) -> tuple[fl
 
 def train(vae: FlowVAE, x_train: Tensor, schedule: BetaSchedule, epochs: int, *, x_val: Optional[Tensor] = None,
           lr: float = 1e-4, batch_size: int = 200, seed: int = 0, checkpoint: Optional[Path] = None,
-          show_progress: bool = True) -> list[dict]:
+          keep_best: bool = False, show_progress: bool = True) -> list[dict]:
     """Train ``vae`` in place on data x_train [N, D]; returns the history (one dict per epoch).
 
     Each history entry: ``epoch``, ``beta``, ``train_loss`` (mean of nll + β·kl over the epoch's batches), and
     with ``x_val`` the validation ``val_nll`` and ``val_kl`` (nats per sample). A ``checkpoint`` file is written
     after every epoch; calling again with the same file resumes where it stopped (same numbers as an
-    uninterrupted run with the same ``seed``).
+    uninterrupted run with the same ``seed``). With ``keep_best`` (needs ``x_val``) the model ends with the
+    parameters of the epoch, among those at the final β, with the lowest validation nll + β·kl; that history
+    entry gets ``"selected": True`` (early stopping against overfitting).
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"need epochs ≥ 1, batch_size ≥ 1 and lr > 0, got {epochs}, {batch_size}, {lr}")
@@ -62,14 +65,16 @@ def train(vae: FlowVAE, x_train: Tensor, schedule: BetaSchedule, epochs: int, *,
         raise ValueError(f"x_train must have shape [N, {vae.decoder.data_dim}], got {tuple(x_train.shape)}")
     if not bool(torch.isfinite(x_train).all()):
         raise ValueError("x_train contains NaN or infinite values")
+    if keep_best and x_val is None:
+        raise ValueError("keep_best selects by validation loss: give x_val")
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     state = store.restore(model=vae, optimizer=optimizer) if store is not None else None
     if state is None:
         seed_everything(seed)
-        start, history = 0, []
+        start, history, best = 0, [], None
     else:
-        start, history = state["epoch"], state["history"]
+        start, history, best = state["epoch"], state["history"], state.get("best")
     bar = progress(range(start, epochs), total=epochs, initial=start, desc=f"flowvae {vae.decoder.name}",
                    enabled=show_progress)
     for epoch in bar:
@@ -88,7 +93,14 @@ def train(vae: FlowVAE, x_train: Tensor, schedule: BetaSchedule, epochs: int, *,
             record["val_nll"], record["val_kl"] = _validate(vae, torch.as_tensor(x_val, dtype=x_train.dtype),
                                                             beta, 4 * batch_size)
         history.append(record)
+        if keep_best and beta == schedule.end:
+            value = record["val_nll"] + beta * record["val_kl"]
+            if best is None or value < best["value"]:
+                best = {"value": value, "epoch": epoch + 1, "state": copy.deepcopy(vae.state_dict())}
         bar.set_postfix(beta=f"{beta:.2f}", loss=f"{record['train_loss']:.3f}")
         if store is not None:
-            store.save(epoch=epoch + 1, model=vae, optimizer=optimizer, history=history)
+            store.save(epoch=epoch + 1, model=vae, optimizer=optimizer, history=history, best=best)
+    if best is not None:
+        vae.load_state_dict(best["state"])
+        history[best["epoch"] - 1]["selected"] = True
     return history
