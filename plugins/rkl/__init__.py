@@ -1,0 +1,30 @@
+"""Reverse-KL "embedded physics" coarse-graining: collective variables from the force field, without data.
+
+Schöberl, Zabaras & Koutsourelakis, "Embedded-physics machine learning for coarse-graining and collective
+variable discovery without data" (arXiv:2002.10148, 2020). The method object registered as "rkl" is
+:data:`method`.
+
+>>> from cvplug import systems
+>>> from cvplug.plugins.rkl import method
+>>> fitted = method.fit_model(systems.load("double-well"), latent_dim=1, show_progress=False)  # doctest: +SKIP
+>>> x = fitted.model.sample(1000).x          # samples of the learned q(x)                    # doctest: +SKIP
+>>> fitted.cv.export("rkl_cv.pt")           # the encoder mean as a TorchScript CV            # doctest: +SKIP
+
+Modules: :mod:`.model` (q(z) q(x|z) and r(z|x)), :mod:`.objective` (eq. 16 bound, KL estimate, mixed γ option),
+:mod:`.tempering` (Algorithm 1), :mod:`.gradnorm` (Appendix F), :mod:`.targets` and :mod:`.frame` (what is
+learned: toy potentials, molecules in a body-fixed frame, energies through the bridge), :mod:`.trainer`,
+:mod:`.method`.
+"""
+from .frame import RigidFrame
+from .gradnorm import cap_gradient_norms, normalize_sample_gradients
+from .method import RklFit, RklMethod, build_model, make_cv, make_target, method
+from .model import CoarseGrainedModel, EncoderMean, Samples
+from .objective import forward_kl, kl_estimate, mixed, reverse_kl
+from .targets import MoleculeTarget, Target, ToyTarget, springs_for_constraints
+from .tempering import AdaptiveTempering
+from .trainer import TrainingResult, train
+
+__all__ = ["method", "RklMethod", "RklFit", "build_model", "make_cv", "make_target", "CoarseGrainedModel",
+           "EncoderMean", "Samples", "reverse_kl", "forward_kl", "mixed", "kl_estimate", "AdaptiveTempering",
+           "normalize_sample_gradients", "cap_gradient_norms", "Target", "ToyTarget", "MoleculeTarget",
+           "RigidFrame", "springs_for_constraints", "TrainingResult", "train"]

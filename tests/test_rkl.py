@@ -1,0 +1,200 @@
+"""Reverse-KL coarse-graining: loss gradients, KL estimate, tempering steps, gradient normalisation, frame, targets."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cvplug import systems
+from cvplug.plugins.rkl import (AdaptiveTempering, CoarseGrainedModel, MoleculeTarget, RigidFrame, ToyTarget,
+                                cap_gradient_norms, forward_kl, kl_estimate, mixed, normalize_sample_gradients,
+                                reverse_kl, springs_for_constraints)
+
+
+def _double_model(hidden=(8,), seed=0):
+    torch.manual_seed(seed)
+    model = CoarseGrainedModel(2, 1, hidden=hidden, init_std=0.7, init_gain=1.0).double()
+    return model
+
+
+def _loss(model, target, beta, seed=5):
+    torch.manual_seed(seed)  # the same z and ε at every evaluation
+    return reverse_kl(model, target, beta, 64, kappa=None).loss
+
+
+@pytest.mark.parametrize("engine", ["torch", "bridge"])
+def test_loss_gradient_matches_finite_differences(engine):
+    target = ToyTarget(systems.load("double-well"), engine, platform="Reference")
+    model = _double_model()
+    loss = _loss(model, target, 0.7)
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(loss, list(params.values()))
+    checked = 0
+    for (name, p), g in zip(params.items(), grads):
+        for index in [0, p.numel() - 1]:
+            flat = p.data.view(-1)
+            original = flat[index].item()
+            h = 1e-6
+            flat[index] = original + h
+            up = _loss(model, target, 0.7).item()
+            flat[index] = original - h
+            down = _loss(model, target, 0.7).item()
+            flat[index] = original
+            numeric = (up - down) / (2 * h)
+            assert g.view(-1)[index].item() == pytest.approx(numeric, rel=1e-5, abs=1e-7), (name, index)
+            checked += 1
+    assert checked == 2 * len(params)
+    target.close()
+
+
+def test_bridge_and_torch_twin_give_the_same_loss_and_gradient():
+    spec = systems.load("double-well")
+    twin, bridge = ToyTarget(spec, "torch"), ToyTarget(spec, "bridge", platform="Reference")
+    model = _double_model()
+    values = []
+    for target in (twin, bridge):
+        loss = _loss(model, target, 1.0)
+        values.append((loss.item(), torch.autograd.grad(loss, model.log_std)[0]))
+    assert values[0][0] == pytest.approx(values[1][0], rel=1e-9)
+    assert torch.allclose(values[0][1], values[1][1], rtol=1e-8)
+    assert bridge.force_calls == 64 and twin.force_calls == 64
+    bridge.close()
+
+
+def test_forward_loss_gradient_matches_finite_differences():
+    model = _double_model()
+    data = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def loss():
+        torch.manual_seed(9)
+        return forward_kl(model, data)
+
+    g = torch.autograd.grad(loss(), model.log_std)[0]
+    for k in range(2):
+        h = 1e-6
+        model.log_std.data[k] += h
+        up = loss().item()
+        model.log_std.data[k] -= 2 * h
+        down = loss().item()
+        model.log_std.data[k] += h
+        assert g[k].item() == pytest.approx((up - down) / (2 * h), rel=1e-6)
+    assert mixed(torch.tensor(2.0), torch.tensor(4.0), 0.25).item() == pytest.approx(3.5)
+    with pytest.raises(ValueError, match="gamma"):
+        mixed(torch.tensor(1.0), torch.tensor(1.0), 1.5)
+
+
+def test_kl_estimate_is_zero_for_the_exact_model_and_tracks_beta():
+    """q = p = N(0, 1) in x2 (the double well's second coordinate is exactly Gaussian)."""
+    u = 0.5 * torch.randn(200_000, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) ** 2
+    log_w = -u - (-u - 0.5 * math.log(2 * math.pi))       # log p̃ − log q for q = N(0, 1), p̃ = exp(−u)
+    assert kl_estimate(log_w, u) == pytest.approx(0.0, abs=1e-9)
+    for beta_new in (1.2, 2.0):
+        exact = 0.5 * (beta_new - 1 - math.log(beta_new))  # KL(N(0,1) ‖ N(0, 1/β'))
+        assert kl_estimate(log_w, u, beta_new - 1.0) == pytest.approx(exact, rel=0.03)
+
+
+def test_tempering_shrinks_the_step_until_the_kl_increase_is_small():
+    schedule = AdaptiveTempering(start=0.01, max_step=0.5, c_max=1.0, shrink=0.6)
+    calls = []
+
+    def kl(b):
+        calls.append(b)
+        return 1.0 + 100 * (b - 0.2) ** 2                     # relative increase 100 Δβ² ≤ 1 ⇔ Δβ ≤ 0.1
+    assert schedule.next(0.2, kl) == pytest.approx(0.2 + 0.5 * 0.6 ** 4)   # 0.5, 0.3, 0.18, 0.108 rejected
+    assert len(calls) == 1 + 5
+    assert schedule.next(0.9, lambda b: 1.0) == pytest.approx(1.0)         # never past the target
+    assert schedule.done(1.0) and schedule.next(1.0, kl) == 1.0
+    with_milestone = AdaptiveTempering(start=0.01, max_step=0.5, milestones=(0.5,))
+    assert with_milestone.next(0.3, lambda b: 1.0) == pytest.approx(0.5)   # stops at the milestone
+    tiny = AdaptiveTempering(start=0.01, max_step=0.1, min_step=0.01)
+    assert tiny.next(0.2, lambda b: 1.0 + 1e6 * (b - 0.2)) == pytest.approx(0.21)  # never below min_step
+
+
+@pytest.mark.parametrize("options", [dict(start=0.0), dict(start=2.0), dict(max_step=0.0), dict(shrink=1.0),
+                                     dict(c_max=-1.0), dict(milestones=(1.5,))])
+def test_tempering_rejects_bad_settings(options):
+    with pytest.raises(ValueError):
+        AdaptiveTempering(**options)
+
+
+def test_gradient_normalisation_caps_outliers_at_kappa_times_the_mean():
+    grad = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [300.0, 400.0]])
+    capped = cap_gradient_norms(grad, kappa=3.0)
+    limit = 3.0 * (1 + 1 + 1 + 500) / 4
+    assert torch.equal(capped[:3], grad[:3])
+    assert torch.linalg.vector_norm(capped[3]).item() == pytest.approx(limit)
+    assert torch.allclose(capped[3] / capped[3].norm(), grad[3] / grad[3].norm())
+    x = torch.zeros(4, 2, requires_grad=True)
+    (normalize_sample_gradients(x, 3.0) * grad).sum().backward()
+    assert torch.allclose(x.grad, capped)
+    with pytest.raises(ValueError, match="kappa"):
+        normalize_sample_gradients(x, 0.0)
+
+
+def test_gradient_normalisation_leaves_the_loss_value_alone():
+    target = ToyTarget(systems.load("double-well"))
+    model = _double_model()
+    torch.manual_seed(1)
+    plain = reverse_kl(model, target, 1.0, 32, kappa=None).loss
+    torch.manual_seed(1)
+    normalised = reverse_kl(model, target, 1.0, 32, kappa=3.0).loss
+    assert plain.item() == normalised.item()
+
+
+def test_log_prob_of_a_linear_gaussian_model_is_exact():
+    torch.manual_seed(0)
+    model = CoarseGrainedModel(2, 1, hidden=(), init_std=0.5).double()
+    with torch.no_grad():
+        model.decoder[0].weight.copy_(torch.tensor([[1.5], [0.5]]))
+        model.decoder[0].bias.copy_(torch.tensor([0.2, -0.1]))
+    cov = model.decoder[0].weight @ model.decoder[0].weight.T + torch.diag(torch.exp(2 * model.log_std))
+    exact = torch.distributions.MultivariateNormal(model.decoder[0].bias, cov)
+    x = exact.sample((5,))
+    estimate = model.log_prob(x, n_samples=20000, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(estimate, exact.log_prob(x), atol=0.05)
+    same_draws = model.potential(x, beta=0.5, n_samples=20000, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(same_draws, -2 * estimate)
+    with pytest.raises(ValueError, match="beta"):
+        model.potential(x, beta=0.0)
+
+
+def test_rigid_frame_round_trip_and_invariance():
+    spec = systems.load("ala2-vacuum")
+    frame = RigidFrame(22, 8, 6, 14)
+    positions = torch.tensor(spec.positions, dtype=torch.float64)[None]
+    x = frame(positions)
+    assert x.shape == (1, 60)
+    rebuilt = frame.embed(x)
+    assert torch.allclose(torch.cdist(rebuilt[0], rebuilt[0]), torch.cdist(positions[0], positions[0]), atol=1e-12)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)))
+    q = q * torch.sign(torch.det(q))
+    assert torch.allclose(frame(positions @ q.T + 0.7), x, atol=1e-12)
+    assert x[0, 0] > 0 and x[0, 2] > 0
+    scripted = torch.jit.script(frame)
+    assert torch.equal(scripted(positions), x) and torch.equal(scripted.embed(x), rebuilt)
+    with pytest.raises(ValueError, match="three different atoms"):
+        RigidFrame(22, 8, 8, 14)
+
+
+def test_constraints_become_springs_and_the_target_agrees_with_openmm():
+    spec = systems.load("ala2-vacuum", temperature=330.0)
+    flexible = springs_for_constraints(spec.system, k=1000.0)
+    assert spec.system.getNumConstraints() == 12 and flexible.getNumConstraints() == 0
+    assert flexible.getNumForces() == spec.system.getNumForces() + 1
+    target = MoleculeTarget(spec, constraint_k=1000.0)
+    moved = torch.tensor(spec.positions)[None].clone()
+    moved[0, 1] += torch.tensor([0.01, 0.0, 0.0], dtype=moved.dtype)    # stretches the constrained C–H bonds of atom 1
+    x = target.coordinates(moved.numpy())
+    springs = 0.0
+    for c in range(spec.system.getNumConstraints()):
+        i, j, length = spec.system.getConstraintParameters(c)
+        r = np.linalg.norm(moved[0, i].numpy() - moved[0, j].numpy())
+        springs += 0.5 * 1000.0 * (r - length.value_in_unit(length.unit)) ** 2
+    expected = (spec.energy(moved[0].numpy()) + springs) / spec.kT
+    assert target.energy(x.double()).item() == pytest.approx(expected, rel=1e-5)
+    assert target.force_calls == 1
+    target.close()
+    with pytest.raises(ValueError, match="spring constant"):
+        springs_for_constraints(spec.system, k=0.0)
+    with pytest.raises(ValueError, match="toy"):
+        MoleculeTarget(systems.load("double-well"))
