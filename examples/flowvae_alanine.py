@@ -7,10 +7,11 @@ decoder is trained at β_reg = 1 and scored by JD_encode per latent, JD_prior, t
 circular-linear correlation of each latent with φ and ψ, and f_acc: the VAE-MC acceptance rate, with energies
 from OpenMM (the BAT density carries the Jacobian Π b² sin θ). Cartesian inputs: the 10 heavy atoms,
 Kabsch-aligned to the first frame (no f_acc: aligned Cartesians have no density of their own in 3N dimensions).
+Each model keeps the parameters of its best validation epoch at β_reg (the flow decoder overfits otherwise).
 The CV of the BAT model with the highest f_acc is exported (encoder mean, built from cvplug.features plus
 the plugin's Angles feature, so it reads OpenMM positions) and biased with well-tempered metadynamics.
 
-    python examples/flowvae_alanine.py --out runs/flowvae-ala2            # simulates 1 ns first
+    python examples/flowvae_alanine.py --out runs/flowvae-ala2            # simulates 5 ns first
     python examples/flowvae_alanine.py --out runs/flowvae-ala2 --trajectory md.dcd --topology md.pdb
 
 Outputs in ``--out``: ``table.md``, ``results.json``, ``latents.png`` (latents coloured by φ and ψ),
@@ -57,12 +58,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/flowvae-ala2"))
     parser.add_argument("--trajectory", type=Path, help="an ala2-implicit trajectory (DCD); default: simulate")
     parser.add_argument("--topology", type=Path, help="its PDB (default: the DCD path with .pdb)")
-    parser.add_argument("--md-steps", type=int, default=500_000, help="steps to simulate without --trajectory")
+    parser.add_argument("--md-steps", type=int, default=2_500_000, help="steps (2 fs) to simulate without --trajectory")
     parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=list(DECODERS))
     parser.add_argument("--cartesian-decoders", nargs="+", default=["condind", "flow"], choices=list(DECODERS))
     parser.add_argument("--beta", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--anneal", type=int, default=40, help="epochs of β annealing (paper: 40 for molecules)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--anneal", type=int, default=20, help="epochs of β annealing (paper: 40 for molecules)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (paper: 1e-4)")
     parser.add_argument("--hidden", type=int, default=300, help="hidden units (paper: 300 for molecules)")
     parser.add_argument("--test-fraction", type=float, default=0.2)
@@ -95,7 +96,7 @@ def main() -> None:
             x = features(xyz)
         for decoder in decoders:
             vae, history = fit_vae(x[train], periodic, 2, decoder, beta=args.beta, epochs=args.epochs,
-                                   anneal_epochs=args.anneal, lr=args.lr, seed=args.seed,
+                                   anneal_epochs=args.anneal, lr=args.lr, seed=args.seed, keep_best=True,
                                    checkpoint=args.out / "ckpt" / f"{name}_{decoder}.ckpt",
                                    show_progress=not args.quiet, encoder_hidden=hidden, decoder_hidden=hidden)
             metrics = evaluate(vae, x[test], energy if name == "BAT" else None, seed=args.seed)
