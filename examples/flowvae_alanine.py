@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--topology", type=Path, help="its PDB (default: the DCD path with .pdb)")
     parser.add_argument("--md-steps", type=int, default=2_500_000, help="steps (2 fs) to simulate without --trajectory")
     parser.add_argument("--decoders", nargs="+", default=list(DECODERS), choices=list(DECODERS))
-    parser.add_argument("--cartesian-decoders", nargs="+", default=["condind", "flow"], choices=list(DECODERS))
+    parser.add_argument("--cartesian-decoders", nargs="*", default=["condind", "flow"], choices=list(DECODERS),
+                        help="decoders for aligned Cartesian inputs (none: BAT only)")
     parser.add_argument("--beta", type=float, default=1.0)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--anneal", type=int, default=20, help="epochs of β annealing (paper: 40 for molecules)")
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--meta-steps", type=int, default=250_000, help="metadynamics steps (2 fs)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="OpenMM CPU threads (torch uses 1)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -88,7 +90,7 @@ def main() -> None:
         "BAT": (zmatrix.feature(), zmatrix.periodic, args.decoders),
         "Cartesian": (Cartesians(heavy, reference=xyz[0, heavy]), [False] * 3 * len(heavy), args.cartesian_decoders),
     }
-    energy = BATEnergy(spec, zmatrix)
+    energy = BATEnergy(spec, zmatrix, threads=args.threads)
     hidden = (args.hidden, args.hidden)
     rows, models = [], {}
     for name, (features, periodic, decoders) in representations.items():
@@ -123,7 +125,7 @@ def main() -> None:
                  info={"input": "BAT", "beta": args.beta, "f_acc": best["f_acc"]})
     loaded = load_cv(cv.export(args.out / "cv_best.pt"))
     result = run_metadynamics(systems.load(SYSTEM), loaded, args.meta_steps, args.out / "metadynamics",
-                              seed=args.seed, progress=not args.quiet)
+                              seed=args.seed, threads=args.threads, progress=not args.quiet)
     biased = mdtraj.load(str(result.trajectory), top=str(result.trajectory.with_suffix(".pdb")))
     basins = ala2_basins(mdtraj.compute_dihedrals(biased, [spec.extras["phi_atoms"]])[:, 0],
                          mdtraj.compute_dihedrals(biased, [spec.extras["psi_atoms"]])[:, 0])

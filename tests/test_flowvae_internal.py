@@ -111,3 +111,27 @@ def test_polar_energy_carries_the_jacobian():
     assert polar_reduced_energy(beltway_u)(torch.tensor([[0.0, 1.0]]))[0] == math.inf
     back = PolarCoordinates()(torch.tensor([[0.0, -2.0]]))
     assert torch.allclose(back, torch.tensor([[2.0, -math.pi / 2]]))
+
+
+def test_methyl_rotation_moves_only_the_first_hydrogen_torsion(ala2):
+    """Later siblings are placed relative to the first one, so rotating a methyl group changes one coordinate."""
+    spec, zmatrix, _ = ala2
+    xyz = torch.tensor(np.asarray(spec.positions), dtype=torch.float64)[None]
+    names = [atom.name for atom in spec.topology.atoms()]
+    carbon, hydrogens = names.index("CB"), [names.index(n) for n in ("HB1", "HB2", "HB3")]
+    axis = xyz[0, carbon] - xyz[0, names.index("CA")]
+    axis = axis / torch.linalg.vector_norm(axis)
+    angle = torch.tensor(0.7, dtype=torch.float64)
+    rotated = xyz.clone()
+    for h in hydrogens:  # Rodrigues rotation about the CA–CB axis
+        v = xyz[0, h] - xyz[0, carbon]
+        rotated[0, h] = xyz[0, carbon] + v * torch.cos(angle) + torch.linalg.cross(axis, v) * torch.sin(angle) \
+            + axis * (axis @ v) * (1 - torch.cos(angle))
+    before, after = zmatrix.feature()(xyz)[0], zmatrix.feature()(rotated)[0]
+    changed = torch.nonzero((after - before).abs() > 1e-9).flatten().tolist()
+    assert len(changed) == 1
+    quad = zmatrix.dihedral_quads[changed[0] - (zmatrix.n_coordinates - len(zmatrix.dihedral_quads))]
+    assert quad[0] == hydrogens[0] and float(after[changed[0]] - before[changed[0]]) == pytest.approx(0.7, abs=1e-9)
+    offsets = [float(before[zmatrix.n_coordinates - len(zmatrix.dihedral_quads) + k])
+               for k, q in enumerate(zmatrix.dihedral_quads) if q[0] in hydrogens[1:]]
+    assert sorted(offsets) == pytest.approx([-2 * math.pi / 3, 2 * math.pi / 3], abs=0.01)

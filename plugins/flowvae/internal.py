@@ -2,7 +2,12 @@
 
 Every atom but the first is placed from a bonded parent p and two further reference atoms (g, h), already
 placed: bond length |i−p| (nm), bond angle i-p-g (rad, in (0, π)) and dihedral i-p-g-h (rad, (−π, π]).
-Atoms are placed in breadth-first order over the bond graph from a root (heavy atoms first). Bonds held
+Atoms are placed in breadth-first order over the bond graph from a root (heavy atoms first, then those with
+more heavy neighbours, so the backbone continues first). The first child of p gets a proper torsion
+(h bonded to g); a later child's dihedral is taken about p−g relative to that first sibling (h = the sibling),
+a phase offset with small fluctuations, as in MDAnalysis' BAT. Otherwise the three hydrogens of a methyl group
+would have three strongly coupled torsions, which a decoder that treats coordinates as independent given z
+cannot model. Bonds held
 rigid by constraints are left out of the coordinates (:attr:`ZMatrix.free_bonds`) and restored at their
 constraint length. The forward map is built from cvplug.features plus :class:`Angles`, so an exported CV
 computes it from OpenMM positions; :meth:`ZMatrix.to_cartesian` is the inverse (NeRF placement; Parsons et al.,
@@ -84,7 +89,7 @@ class ZMatrix:
             neighbours[i].append(j)
             neighbours[j].append(i)
         heavy_set = set(heavy)
-        rank = lambda a: (a not in heavy_set, a)  # noqa: E731
+        rank = lambda a: (a not in heavy_set, -len(heavy_set.intersection(neighbours[a])), a)  # noqa: E731
         parent, order, queue = {root: -1}, [root], deque([root])
         while queue:
             atom = queue.popleft()
@@ -103,7 +108,8 @@ class ZMatrix:
             g = next((a for a in [parent[p]] + sorted(neighbours[p], key=position.get) if placed(a, {atom, p})), -1)
             h = -1
             if g >= 0:
-                candidates = [parent[g]] + sorted(neighbours[g], key=position.get) + \
+                siblings = [a for a in sorted(neighbours[p], key=position.get) if a != parent[p]]
+                candidates = siblings + [parent[g]] + sorted(neighbours[g], key=position.get) + \
                     sorted(neighbours[p], key=position.get) + order
                 h = next((a for a in candidates if placed(a, {atom, p, g})), -1)
             refs.append((atom, p, g, h))

@@ -28,14 +28,16 @@ class BATEnergy:
     """Reduced energy of internal coordinates x [B, n] of a molecule: U(positions(x))/kT − log|Jacobian|.
 
     ``spec`` is a cvplug SystemSpec (energies by OpenMM through :class:`cvplug.bridge.OpenMMEnergy`, raw, no
-    cap); impossible coordinates (bond ≤ 0, angle outside (0, π)) get +inf.
+    cap); impossible coordinates (bond ≤ 0, angle outside (0, π)) get +inf. ``threads``: CPU-platform threads
+    (default: OpenMMEnergy's choice, the usable cores).
     """
 
-    def __init__(self, spec, zmatrix: ZMatrix, platform: str = "CPU", batch_strategy: Optional[str] = "single"):
+    def __init__(self, spec, zmatrix: ZMatrix, platform: str = "CPU", batch_strategy: Optional[str] = "single",
+                 threads: Optional[int] = None):
         if zmatrix.n_atoms != spec.n_atoms:
             raise ValueError(f"the Z-matrix has {zmatrix.n_atoms} atoms but the system {spec.n_atoms}")
         self.zmatrix = zmatrix
-        self.energy = OpenMMEnergy(spec, platform=platform, batch_strategy=batch_strategy,
+        self.energy = OpenMMEnergy(spec, platform=platform, batch_strategy=batch_strategy, threads=threads,
                                    policy=SamplePolicy(cap=None))
 
     def __call__(self, x: Tensor) -> Tensor:
