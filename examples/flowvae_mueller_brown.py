@@ -97,6 +97,8 @@ def run_seed(args, seed: int) -> None:
 
 def _summary(rows: list[dict], key) -> str:
     values = np.array([key(r) for r in rows])
+    if len(values) == 0:
+        return "—"
     return f"{values.mean():.3g} ± {values.std():.2g}" if len(values) > 1 else f"{values[0]:.3g}"
 
 
