@@ -2,7 +2,8 @@
 OpenMM energies, and metadynamics along the best model's CV.
 
 BAT inputs: a Z-matrix rooted at the alanine N (48 coordinates: 9 free bond lengths — the 12 X–H bonds are
-constrained in the simulation and left out —, 20 angles, 19 dihedrals, periodic, among them φ and ψ). Each
+constrained in the simulation and left out —, 20 angles, 19 dihedrals, periodic, among them φ and ψ; a later
+sibling's dihedral is an offset from the first sibling's, see ZMatrix, so a methyl rotation is one coordinate). Each
 decoder is trained at β_reg = 1 and scored by JD_encode per latent, JD_prior, total correlation, −ELBO, the
 circular-linear correlation of each latent with φ and ψ, and f_acc: the VAE-MC acceptance rate, with energies
 from OpenMM (the BAT density carries the Jacobian Π b² sin θ). Cartesian inputs: the 10 heavy atoms,
