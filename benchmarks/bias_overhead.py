@@ -1,12 +1,14 @@
 """Wall-time cost of biasing alanine dipeptide along a learned-style CV, as a ratio to plain MD, in one run.
 
-The CV: a 2-layer MLP on Kabsch-aligned heavy-atom Cartesians with 2 outputs (the shape of a DynAE CV), or
-any CV file given with --cv. Variants, all well-tempered metadynamics with deposition every 400 steps:
-  openmm             OpenMM's Metadynamics; one TorchForce per component in its CustomCVForce (the straightforward way)
-  openmm stride 4    the same, bias force applied every 4 steps (MTSLangevinIntegrator outer step)
-  hills              cvplug's engine: CV + exact hills bias in one PythonForce (one CV call for both components)
-  hills stride k     the same, bias applied every k steps
-  native torsion     (phi, psi) as CustomTorsionForces under OpenMM's Metadynamics (no torch; for scale)
+The CV: DynAE's architecture (Kabsch-aligned heavy-atom Cartesians → 3 ReLU layers of 32 → 2 outputs; the cost
+does not depend on the weights), or any CV file given with --cv. Variants, all well-tempered metadynamics with
+deposition every 400 steps; the "hills" variants start with --hills hills already deposited, as in a long run:
+  openmm               OpenMM's Metadynamics; one TorchForce per component in its CustomCVForce (the straightforward way)
+  openmm stride 4      the same, bias force applied every 4 steps (MTSLangevinIntegrator outer step)
+  hills, TorchScript   cvplug's engine, one PythonForce: CV by TorchScript autograd, bias summed over all hills
+  hills                cvplug's engine as it runs: CV in NumPy (cvplug.evaluate), bias from the grid (cvplug.hills_grid)
+  hills stride k       the same, bias applied every k steps
+  native torsion       (phi, psi) as CustomTorsionForces under OpenMM's Metadynamics (no torch; for scale)
 Timings are interleaved (every variant once per repeat) and each ratio is the median over repeats of
 t_variant / t_plain, so machine noise shifts absolute times more than ratios.
 Run: `python benchmarks/bias_overhead.py [--systems ala2-implicit ala2-explicit] [--steps N] [--cv FILE]`.
@@ -17,26 +19,28 @@ import argparse
 import statistics
 import time
 
+import numpy as np
 import torch
 import openmm
 import openmm.app as app
 import openmm.unit as unit
 
 from cvplug import CollectiveVariable, Normalization, load_cv, systems
-from cvplug.bias import build_metadynamics
+from cvplug.bias import bias_grid, build_metadynamics
+from cvplug.evaluate import torch_evaluator
 from cvplug.features import Cartesians
 from cvplug.simulate import make_simulation
 
-VARIANTS = {"openmm": ("openmm", 1), "openmm stride 4": ("openmm", 4), "hills": ("hills", 1),
-            "hills stride 2": ("hills", 2), "hills stride 4": ("hills", 4), "hills stride 8": ("hills", 8)}
+VARIANTS = {"openmm": ("openmm", 1), "openmm stride 4": ("openmm", 4), "hills, TorchScript": ("hills", 1),
+            "hills": ("hills", 1), "hills stride 2": ("hills", 2), "hills stride 4": ("hills", 4)}
 
 
 def mlp_cv(spec) -> CollectiveVariable:
     torch.manual_seed(0)
     heavy = list(spec.extras["heavy_atoms"])
     features = Cartesians(heavy, reference=torch.tensor(spec.positions[heavy], dtype=torch.float32))
-    encoder = torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
-                                  torch.nn.Tanh(), torch.nn.Linear(64, 2))
+    encoder = torch.nn.Sequential(torch.nn.Linear(30, 32), torch.nn.ReLU(), torch.nn.Linear(32, 32), torch.nn.ReLU(),
+                                  torch.nn.Linear(32, 32), torch.nn.ReLU(), torch.nn.Linear(32, 2))
     return CollectiveVariable(features, encoder, spec.n_atoms, Normalization.identity(30), method="benchmark",
                               periodic_box=spec.periodic, info={"bias_range": [[-20, 20]] * 2,
                                                                  "bias_width": [0.5, 0.5]})
@@ -54,20 +58,27 @@ def native_torsion(spec, threads):
     return lambda n: meta.step(simulation, n)
 
 
-def variants(name: str, cv_file, threads: int):
+def variants(name: str, cv_file, threads: int, hills: int):
     plain = make_simulation(systems.load(name), threads=threads)
     runs = {"plain": plain.step}
     for label, (engine, stride) in VARIANTS.items():
         spec = systems.load(name)
         cv = load_cv(cv_file) if cv_file else mlp_cv(spec)
-        runs[label] = build_metadynamics(spec, cv, engine=engine, stride=stride, frequency=400,
-                                         threads=threads).step
+        run = build_metadynamics(spec, cv, engine=engine, stride=stride, frequency=400, threads=threads)
+        if engine == "hills":
+            ranges = np.array(bias_grid(cv, None, None)[0])
+            for center in np.random.default_rng(0).uniform(ranges[:, 0], ranges[:, 1], (hills, len(ranges))):
+                run.engine.bias.deposit(center)
+        if label == "hills, TorchScript":
+            run.engine.evaluate = torch_evaluator(run.engine.module)
+            run.engine.bias.use_grid(ranges, max_nodes=0)  # no grid: the exact sum over all hills
+        runs[label] = run.step
     runs["native torsion"] = native_torsion(systems.load(name), threads)
     return runs
 
 
-def measure(name: str, steps: int, repeats: int, cv_file, threads: int) -> None:
-    runs = variants(name, cv_file, threads)
+def measure(name: str, steps: int, repeats: int, cv_file, threads: int, hills: int) -> None:
+    runs = variants(name, cv_file, threads, hills)
     for advance in runs.values():
         advance(200)  # warm-up: TorchScript profiling runs, context set-up
     seconds = {label: [] for label in runs}
@@ -77,7 +88,7 @@ def measure(name: str, steps: int, repeats: int, cv_file, threads: int) -> None:
             advance(steps)
             seconds[label].append(time.perf_counter() - start)
     print(f"\n{name}: CPU platform, {threads} OpenMM thread(s), {torch.get_num_threads()} torch thread(s), "
-          f"{steps} steps x {repeats} repeats")
+          f"{steps} steps x {repeats} repeats, {hills} hills before timing")
     print(f"| variant | steps/s | ratio to plain MD |\n|---|---:|---:|")
     for label, times in seconds.items():
         ratio = statistics.median(t / p for t, p in zip(times, seconds["plain"]))
@@ -92,10 +103,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="OpenMM CPU threads")
     parser.add_argument("--cv", help="a CV file to bias instead of the MLP (must match each system)")
+    parser.add_argument("--hills", type=int, default=2000, help="hills deposited before timing (hills engine)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name, steps in zip(args.systems, args.steps * len(args.systems)):
-        measure(name, steps, args.repeats, args.cv, args.threads)
+        measure(name, steps, args.repeats, args.cv, args.threads, args.hills)
 
 
 if __name__ == "__main__":

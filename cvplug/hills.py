@@ -3,8 +3,8 @@
 V(s) = Σ_i h_i exp(−Σ_k δ_k(s, c_ik)² / (2σ_k²)), with δ the minimum-image difference on periodic components.
 Each deposition at s has height h = h0 · exp(−V(s) / (k_B ΔT)), ΔT = T(γ − 1) (Barducci, Bussi & Parrinello,
 PRL 100, 020603, 2008); the free energy is F(s) = −γ/(γ − 1) · V(s). The same formulas as OpenMM's
-``Metadynamics``, but the bias is evaluated exactly from its hills (smooth, no grid) and deposition costs one
-append, so a Python-side bias can run every step.
+``Metadynamics``; the bias is the exact sum of its hills, or, after :meth:`HillsBias.use_grid`, that sum
+tabulated on a grid (:mod:`cvplug.hills_grid`) so that a per-step call costs the same at 10 or 10 000 hills.
 
 Restarts and multiple walkers: walker ``k`` writes its hills to ``<folder>/hills.<k>.npy`` (atomically) and
 reads the other walkers' files on :meth:`sync`; a new run on the same folder reloads its own file.
@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cvplug.systems.spec import MOLAR_GAS_CONSTANT
+from .hills_grid import HillsGrid
 
 __all__ = ["HillsBias"]
 
@@ -51,6 +52,9 @@ class HillsBias:
         d = len(self.widths)
         self.centers, self.heights = np.zeros((0, d)), np.zeros(0)
         self._others_centers, self._others_heights = np.zeros((0, d)), np.zeros(0)
+        self._joined_from: tuple = (None, None)
+        self._grid: Optional[HillsGrid] = None
+        self._value_and_gradient = np.vstack([np.zeros((1, d), bool), np.eye(d, dtype=bool)])  # subsets ∅, {k}
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             own = self._file(self.walker)
@@ -67,10 +71,13 @@ class HillsBias:
         return table[:, :-1], table[:, -1]
 
     def _all_hills(self) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._others_heights) == 0:
-            return self.centers, self.heights
-        return (np.concatenate([self.centers, self._others_centers]),
-                np.concatenate([self.heights, self._others_heights]))
+        """This walker's hills and the others' (inherited ones included), joined once per change."""
+        own, others = self._joined_from
+        if own is not self.centers or others is not self._others_centers:  # deposit, sync, move_hills
+            self._joined = (np.concatenate([self.centers, self._others_centers]),
+                            np.concatenate([self.heights, self._others_heights]))
+            self._joined_from = (self.centers, self._others_centers)
+        return self._joined
 
     def _scaled_differences(self, s: np.ndarray, centers: np.ndarray) -> np.ndarray:
         """(s − c)/σ with minimum-image differences on periodic components; s [..., 1, d], centres [N, d]."""
@@ -81,15 +88,46 @@ class HillsBias:
             delta[..., periodic] -= p * np.round(delta[..., periodic] / p)
         return delta / self.widths
 
+    def _sum(self, points: np.ndarray, centers: np.ndarray, heights: np.ndarray,
+             subsets: np.ndarray) -> np.ndarray:
+        """Exact ∂^|S|V/∏_{k∈S}∂s_k [M, n] at ``points`` [M, d] from the given hills, for each row S of the boolean
+        ``subsets`` [n, d] (an empty row is V itself)."""
+        out = np.zeros((len(points), len(subsets)))
+        chunk = max(1, 2**20 // max(1, len(heights)))  # keeps the [chunk, hills, d] arrays small
+        for start in range(0, len(points), chunk):
+            scaled = self._scaled_differences(points[start:start + chunk, None, :], centers)
+            terms = heights * np.exp(-0.5 * (scaled**2).sum(axis=-1))
+            factors = -scaled / self.widths                       # ∂/∂s_k of each hill, divided by the hill
+            for j, subset in enumerate(subsets):
+                out[start:start + chunk, j] = (terms * np.prod(factors[..., subset], axis=-1)).sum(axis=-1)
+        return out
+
+    def use_grid(self, ranges: Sequence[Sequence[float]], points_per_width: int = 4,
+                 max_nodes: int = 500_000) -> bool:
+        """Tabulate the bias on a grid over ``ranges`` (see :mod:`cvplug.hills_grid`) so that a call costs the
+        same whatever the number of hills; returns False (and sums the hills exactly from now on) if it would
+        exceed ``max_nodes`` nodes."""
+        periods = [(0.0, p) if p > 0 else None for p in self.period]
+        grid = HillsGrid(ranges, self.widths, periods, points_per_width)
+        self._grid = grid if grid.size <= max_nodes else None
+        if self._grid is None:
+            return False
+        self._tabulate_all()
+        return True
+
+    def _tabulate_all(self) -> None:
+        if self._grid is not None:
+            self._grid.reset()
+            self._grid.add(lambda nodes: self._sum(nodes, *self._all_hills(), self._grid.subsets))
+
     def __call__(self, s) -> tuple[float, np.ndarray]:
         """Bias V (kJ/mol) and its gradient dV/ds (kJ/mol per CV unit) at CV value ``s`` [d]."""
         s = np.asarray(s, dtype=float)
-        centers, heights = self._all_hills()
-        if len(heights) == 0:
-            return 0.0, np.zeros_like(s)
-        scaled = self._scaled_differences(s, centers)
-        terms = heights * np.exp(-0.5 * (scaled**2).sum(axis=1))
-        return float(terms.sum()), -(terms[:, None] * scaled / self.widths).sum(axis=0)
+        tabulated = self._grid(s) if self._grid is not None else None
+        if tabulated is not None:
+            return tabulated
+        out = self._sum(s[None], *self._all_hills(), self._value_and_gradient)[0]
+        return float(out[0]), out[1:]
 
     def deposit(self, s) -> float:
         """Add a hill at ``s`` with the well-tempered height; returns that height (kJ/mol)."""
@@ -97,7 +135,16 @@ class HillsBias:
         height = self.height * np.exp(-self(s)[0] / self.delta_kT)
         self.centers = np.vstack([self.centers, s[None]])
         self.heights = np.append(self.heights, height)
+        if self._grid is not None:
+            self._grid.add(lambda nodes: self._sum(nodes, s[None], np.array([height]), self._grid.subsets))
         return float(height)
+
+    def move_hills(self, centers: np.ndarray) -> None:
+        """Give this walker's hills new centres [N, d] (same heights), e.g. after the CV was replaced."""
+        if centers.shape != self.centers.shape:
+            raise ValueError(f"need {self.centers.shape} centres, got {centers.shape}")
+        self.centers = np.asarray(centers, dtype=float)
+        self._tabulate_all()
 
     def save(self) -> None:
         """Write this walker's hills (centres, heights) atomically."""
@@ -115,18 +162,15 @@ class HillsBias:
         self.save()
         others = [self._read(p) for p in sorted(self.folder.glob("hills.*.npy")) if p != self._file(self.walker)]
         if others:
-            self._others_centers = np.concatenate([c for c, _ in others])
-            self._others_heights = np.concatenate([h for _, h in others])
+            centers, heights = np.concatenate([c for c, _ in others]), np.concatenate([h for _, h in others])
+            if not (np.array_equal(centers, self._others_centers) and np.array_equal(heights, self._others_heights)):
+                self._others_centers, self._others_heights = centers, heights
+                self._tabulate_all()
 
     def on_grid(self, axes: Sequence[np.ndarray]) -> np.ndarray:
-        """The bias (kJ/mol) on the grid spanned by ``axes``, indexed [axis 0, axis 1, …]."""
+        """The exact bias (kJ/mol) on the grid spanned by ``axes``, indexed [axis 0, axis 1, …]."""
         mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-        points = mesh.reshape(-1, 1, len(axes))
-        centers, heights = self._all_hills()
-        values = np.zeros(len(points))
-        for start in range(0, len(points), 1024):  # chunks keep the [points, hills, d] array small
-            scaled = self._scaled_differences(points[start:start + 1024], centers)
-            values[start:start + 1024] = (heights * np.exp(-0.5 * (scaled**2).sum(axis=-1))).sum(axis=-1)
+        values = self._sum(mesh.reshape(-1, len(axes)), *self._all_hills(), self._value_and_gradient[:1])
         return values.reshape(mesh.shape[:-1])
 
     def free_energy(self, axes: Sequence[np.ndarray]) -> np.ndarray:

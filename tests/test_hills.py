@@ -1,10 +1,11 @@
 import numpy as np
-import openmm
-import openmm.unit as unit
 import pytest
 import torch
+import openmm
+import openmm.unit as unit
 
-from cvplug import systems
+from cvplug import CollectiveVariable, systems
+from cvplug.features import Cartesians
 from cvplug.bias import _HillsEngine
 from cvplug.hills import HillsBias
 from cvplug.systems.spec import MOLAR_GAS_CONSTANT
@@ -60,17 +61,28 @@ def test_bad_settings_are_refused():
         HillsBias([0.2, -1], [None, None], 300, 5, 1.0)
 
 
-def test_python_force_applies_minus_gradient_of_bias(ala2_frames, tmp_path):
-    """The hills engine's PythonForce: energy = V(s(x)), forces = −dV/dx, checked by finite differences."""
+def aligned_mlp_cv(spec):
+    heavy = list(spec.extras["heavy_atoms"])
+    torch.manual_seed(0)
+    encoder = torch.nn.Sequential(torch.nn.Linear(30, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).double()
+    return CollectiveVariable(Cartesians(heavy, reference=torch.tensor(spec.positions[heavy])), encoder, spec.n_atoms)
+
+
+@pytest.mark.parametrize("make_cv, evaluator", [("phi_psi", "torch_evaluator"), ("aligned_mlp", "numpy_evaluator")])
+def test_python_force_applies_minus_gradient_of_bias(ala2_frames, tmp_path, make_cv, evaluator):
+    """The hills engine's PythonForce: energy = V(s(x)), forces = −dV/dx, checked by finite differences, for a
+    CV evaluated through TorchScript (dihedrals) and one evaluated in NumPy (an MLP on aligned Cartesians)."""
     from cvplug.demo import phi_psi_cv
 
     spec = systems.load("ala2-vacuum")
-    cv = phi_psi_cv(spec).double()
+    cv = phi_psi_cv(spec).double() if make_cv == "phi_psi" else aligned_mlp_cv(spec)
     engine = _HillsEngine(spec, cv, [(-PI, PI)] * 2, [0.35, 0.35], [(-PI, PI)] * 2, 8.0, 3.0, 100, tmp_path, 0)
-    for s in [(-1.5, 2.5), (-1.2, 2.9), (-1.6, 2.2)]:
-        engine.bias.deposit(np.array(s))
-    context = openmm.Context(spec.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    assert engine.evaluate.__qualname__.startswith(evaluator)
     x = ala2_frames.xyz[4].astype(float)
+    s0 = cv(torch.tensor(x)).detach().numpy()
+    for offset in [(-0.1, 0.2), (0.2, 0.05), (0.0, -0.15)]:
+        engine.bias.deposit(s0 + np.array(offset))
+    context = openmm.Context(spec.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
 
     def bias_energy(positions):
         context.setPositions(positions)
@@ -79,7 +91,7 @@ def test_python_force_applies_minus_gradient_of_bias(ala2_frames, tmp_path):
                 state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
 
     energy, forces = bias_energy(x)
-    assert energy == pytest.approx(engine.bias(cv(torch.tensor(x)).numpy())[0], rel=1e-12)
+    assert energy == pytest.approx(engine.bias(s0)[0], rel=1e-12)
     assert np.abs(forces).max() > 0.1
     for atom in (4, 8, 16):
         for k in range(3):
@@ -87,3 +99,29 @@ def test_python_force_applies_minus_gradient_of_bias(ala2_frames, tmp_path):
             step[atom, k] = 1e-5
             numeric = -(bias_energy(x + step)[0] - bias_energy(x - step)[0]) / 2e-5
             assert forces[atom, k] == pytest.approx(numeric, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("periods", [[(-PI, PI)] * 2, [None, None]])
+def test_grid_matches_exact_sum_and_its_own_gradient(periods, rng):
+    """The tabulated bias equals the exact hill sum to 1e-4 of a hill's height; its force is its own gradient."""
+    exact = HillsBias([0.35, 0.5], periods, 300, 8, 3.0)
+    tabulated = HillsBias([0.35, 0.5], periods, 300, 8, 3.0)
+    assert tabulated.use_grid([(-PI, PI)] * 2)
+    for s in rng.uniform(-2, 2, (40, 2)):
+        assert tabulated.deposit(s) == pytest.approx(exact.deposit(s), rel=1e-4)
+    for s in rng.uniform(-2.9, 2.9, (200, 2)):
+        (v, g), (v_exact, g_exact) = tabulated(s), exact(s)
+        assert v == pytest.approx(v_exact, abs=3e-4)
+        np.testing.assert_allclose(g, g_exact, atol=0.01)
+        numeric = [(tabulated(s + 1e-6 * e)[0] - tabulated(s - 1e-6 * e)[0]) / 2e-6 for e in np.eye(2)]
+        np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-6)
+
+
+def test_grid_falls_back_to_exact_sum_outside_its_range_and_follows_moved_hills():
+    bias = HillsBias([0.2], [None], 300, 8, 2.0)
+    bias.use_grid([(-1.0, 1.0)])
+    bias.deposit(np.array([0.9]))
+    assert bias(np.array([1.3]))[0] == pytest.approx(bias.height * np.exp(-0.5 * 4), rel=1e-12)
+    bias.move_hills(np.array([[0.0]]))
+    assert bias(np.array([0.0]))[0] == pytest.approx(bias.height, rel=1e-6)
+    assert bias(np.array([0.9]))[0] == pytest.approx(bias.height * np.exp(-0.5 * 4.5**2), abs=1e-5)
