@@ -168,8 +168,9 @@ class _HillsEngine:
         return self.cv_values(self.positions(simulation))
 
     def replace_cv(self, cv) -> None:
-        """Switch to a new CV during the run, moving each hill to the new CV value of the configuration where
-        it was deposited (heights kept), so the bias keeps pushing away from the same configurations."""
+        """Switch to a new CV during the run, depositing the hills again, in order, at the new CV values of the
+        configurations where they were deposited (:meth:`HillsBias.redeposit`), so the bias keeps pushing away
+        from the same configurations."""
         if self.deposits is None:
             raise ValueError("this run keeps no hill configurations; build it with reprojectable=True")
         if cv.metadata["n_components"] != self.bias.centers.shape[1]:
@@ -178,7 +179,7 @@ class _HillsEngine:
         self.evaluate = cv_evaluator(self.module)
         if self.deposits:
             with torch.no_grad():
-                self.bias.move_hills(self.module(torch.from_numpy(np.stack(self.deposits))).double().numpy())
+                self.bias.redeposit(self.module(torch.from_numpy(np.stack(self.deposits))).double().numpy())
 
     def bias_energy(self, simulation, values) -> float:
         return self.bias(values)[0]

@@ -73,7 +73,7 @@ class HillsBias:
     def _all_hills(self) -> tuple[np.ndarray, np.ndarray]:
         """This walker's hills and the others' (inherited ones included), joined once per change."""
         own, others = self._joined_from
-        if own is not self.centers or others is not self._others_centers:  # deposit, sync, move_hills
+        if own is not self.centers or others is not self._others_centers:  # deposit, sync, redeposit
             self._joined = (np.concatenate([self.centers, self._others_centers]),
                             np.concatenate([self.heights, self._others_heights]))
             self._joined_from = (self.centers, self._others_centers)
@@ -139,12 +139,16 @@ class HillsBias:
             self._grid.add(lambda nodes: self._sum(nodes, s[None], np.array([height]), self._grid.subsets))
         return float(height)
 
-    def move_hills(self, centers: np.ndarray) -> None:
-        """Give this walker's hills new centres [N, d] (same heights), e.g. after the CV was replaced."""
-        if centers.shape != self.centers.shape:
-            raise ValueError(f"need {self.centers.shape} centres, got {centers.shape}")
-        self.centers = np.asarray(centers, dtype=float)
+    def redeposit(self, centers: np.ndarray) -> None:
+        """Replace this walker's hills by hills at ``centers`` [N, d] deposited again in order, each with the
+        well-tempered height the bias before it gives (e.g. after the CV was replaced). Keeping the old heights
+        instead would stack hills wherever the new CV maps many old configurations together, far above what
+        well-tempered deposition allows, and build walls that trap the system."""
+        centers = np.asarray(centers, dtype=float).reshape(-1, len(self.widths))
+        self.centers, self.heights = np.zeros((0, len(self.widths))), np.zeros(0)
         self._tabulate_all()
+        for center in centers:
+            self.deposit(center)
 
     def save(self) -> None:
         """Write this walker's hills (centres, heights) atomically."""

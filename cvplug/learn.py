@@ -11,9 +11,11 @@ supports it):
 - methods that need equilibrium averages receive per-frame weights w ∝ exp(V(s)/kT) with V the final bias of
   that round (the static-bias reweighting of well-tempered metadynamics); unbiased frames have weight 1.
 
-The bias is carried from round to round: every hill of the earlier rounds is placed at the *new* CV value of
-the configuration where it was deposited (heights kept) and starts round k as ``hills/hills.inherited.npy``,
-so exploration accumulates instead of restarting with each new CV.
+The bias is carried from round to round: the hills of the earlier rounds are deposited again, in their order, at
+the *new* CV values of the configurations where they were deposited, with the well-tempered heights this replay
+gives (:meth:`cvplug.hills.HillsBias.redeposit`), and start round k as ``hills/hills.inherited.npy``, so
+exploration accumulates instead of restarting with each new CV. (Keeping the old heights stacked hills wherever
+the new CV maps many old configurations together and trapped the demo in a pocket of the β basin.)
 
 Each round writes ``round_<k>/``: the trajectory, ``colvar.dat``, the bias, ``cv.pt`` (the CV learned after
 it), ``fes.npz``/``fes.png`` along the CV and ``summary.json``. ``progress.json`` lists finished rounds: an
@@ -31,7 +33,8 @@ import numpy as np
 import torch
 
 from cvplug import systems
-from .bias import reweighting_factors, run_metadynamics
+from .bias import bias_grid, reweighting_factors, run_metadynamics
+from .hills import HillsBias
 from .cv import load_cv
 from .methods import TrajectoryMethod, get
 from .simulate import load_trajectory, simulate, trajectory_positions
@@ -71,23 +74,27 @@ def round_frames(round_dir: Path, spec) -> tuple[np.ndarray, np.ndarray]:
     return positions, weights
 
 
-def _inherit_hills(out_dir: Path, k: int, cv, spec, report_every: int) -> None:
-    """Write the hills of rounds 1 … k − 1, moved to ``cv``'s values of their configurations, for round k."""
-    tables = []
+def _inherit_hills(out_dir: Path, k: int, cv, spec, settings: LearnSettings) -> None:
+    """Write the hills of rounds 1 … k − 1, deposited again in order at ``cv``'s values of their configurations
+    (well-tempered heights recomputed, :meth:`HillsBias.redeposit`), for round k."""
+    centers = []
     for j in range(1, k):
         round_dir = out_dir / f"round_{j}"
         frequency = json.loads((round_dir / "metadynamics.json").read_text())["frequency"]
-        heights = np.load(round_dir / "hills" / "hills.0.npy")[:, -1]
+        n_hills = len(np.load(round_dir / "hills" / "hills.0.npy"))
         positions, _ = round_frames(round_dir, spec)
-        frames = (np.arange(1, len(heights) + 1) * frequency) // report_every - 1  # frame of each deposition
-        keep = frames < len(positions)
+        frames = (np.arange(1, n_hills + 1) * frequency) // settings.report_every - 1  # frame of each deposition
         with torch.no_grad():
-            centers = cv(torch.as_tensor(positions[frames[keep]])).double().numpy()
-        tables.append(np.column_stack([centers, heights[keep]]))
-    if tables:
+            centers.append(cv(torch.as_tensor(positions[frames[frames < len(positions)]])).double().numpy())
+    if centers:
+        ranges, widths = bias_grid(cv, None, None)
+        bias = HillsBias(widths, [tuple(p) if p is not None else None for p in cv.metadata["periodic"]],
+                         spec.temperature, settings.bias_factor, settings.height)
+        bias.use_grid(ranges)
+        bias.redeposit(np.concatenate(centers))
         folder = out_dir / f"round_{k}" / "hills"
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "hills.inherited.npy", np.concatenate(tables))
+        np.save(folder / "hills.inherited.npy", np.column_stack([bias.centers, bias.heights]))
 
 
 def _analyse(spec, cv, positions: np.ndarray, weights: np.ndarray) -> dict:
@@ -136,7 +143,7 @@ def learn(system: str, out_dir, settings: Optional[LearnSettings] = None, progre
                      settings.platform, progress=progress)
         else:
             cv = load_cv(out_dir / f"round_{k - 1}" / "cv.pt")
-            _inherit_hills(out_dir, k, cv, spec, settings.report_every)
+            _inherit_hills(out_dir, k, cv, spec, settings)
             run_metadynamics(spec, cv, settings.steps_per_round, round_dir, bias_factor=settings.bias_factor,
                              height=settings.height, frequency=settings.frequency,
                              report_every=settings.report_every, stride=settings.stride, seed=seed,

@@ -117,11 +117,23 @@ def test_grid_matches_exact_sum_and_its_own_gradient(periods, rng):
         np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-6)
 
 
-def test_grid_falls_back_to_exact_sum_outside_its_range_and_follows_moved_hills():
+def test_grid_falls_back_to_exact_sum_outside_its_range():
     bias = HillsBias([0.2], [None], 300, 8, 2.0)
     bias.use_grid([(-1.0, 1.0)])
     bias.deposit(np.array([0.9]))
     assert bias(np.array([1.3]))[0] == pytest.approx(bias.height * np.exp(-0.5 * 4), rel=1e-12)
-    bias.move_hills(np.array([[0.0]]))
-    assert bias(np.array([0.0]))[0] == pytest.approx(bias.height, rel=1e-6)
-    assert bias(np.array([0.9]))[0] == pytest.approx(bias.height * np.exp(-0.5 * 4.5**2), abs=1e-5)
+
+
+def test_redeposit_replays_well_tempered_heights_on_new_centres():
+    """Hills moved onto one point get decreasing well-tempered heights instead of stacking at full height."""
+    bias = HillsBias([0.2], [None], 300, 8, 2.0)
+    bias.use_grid([(-1.0, 1.0)])
+    for s in (-0.8, 0.0, 0.8):
+        bias.deposit(np.array([s]))
+    bias.redeposit(np.zeros((3, 1)))
+    v1 = bias.height
+    v2 = v1 + bias.height * np.exp(-v1 / bias.delta_kT)
+    expected = [bias.height, bias.height * np.exp(-v1 / bias.delta_kT), bias.height * np.exp(-v2 / bias.delta_kT)]
+    np.testing.assert_allclose(bias.heights, expected, rtol=1e-4)
+    assert bias(np.array([0.0]))[0] == pytest.approx(sum(expected), rel=1e-4)
+    assert bias(np.array([0.8]))[0] == pytest.approx(sum(expected) * np.exp(-0.5 * 4**2), abs=1e-4)
