@@ -55,11 +55,11 @@ def histogram_fes(angles: np.ndarray, weights: np.ndarray, grid: np.ndarray, kT:
     return free - free[np.isfinite(free)].min()
 
 
-def fes_rms_error(free: np.ndarray, reference: np.ndarray, below: float) -> float:
-    """RMS of free − reference over the points where the reference is below ``below`` (same units), after
-    removing the mean offset; +inf if any such point is missing (infinite) in ``free``."""
+def fes_rms_error(free: np.ndarray, reference: np.ndarray, below: float) -> tuple[float, float]:
+    """RMS of free − reference over the points where the reference is below ``below`` (same units) and ``free``
+    is finite, after removing the mean offset; and the fraction of those reference points ``free`` covers."""
     inside = reference < below
-    difference = free[inside] - reference[inside]
-    if not np.isfinite(difference).all():
-        return float("inf")
-    return float(np.sqrt(np.mean((difference - difference.mean()) ** 2)))
+    covered = inside & np.isfinite(free)
+    difference = free[covered] - reference[covered]
+    rms = float(np.sqrt(np.mean((difference - difference.mean()) ** 2))) if covered.any() else float("inf")
+    return rms, float(covered.sum() / inside.sum())

@@ -80,10 +80,11 @@ def run_demo(out_dir="demo-output", method: str = "dynae", full: bool = False, s
     plot_fes([grid, grid], np.where(np.isfinite(fes_2d), fes_2d, np.nan), ["phi (rad)", "psi (rad)"],
              out_dir / "fes_phi_psi.png")
     _plot_phi(grid, fes_phi, reference, out_dir / "fes_phi.png")
-    rms = fes_rms_error(fes_phi, reference, 8 * kT) / kT
+    rms, coverage = fes_rms_error(fes_phi, reference, 8 * kT)
     basins = ala2_basins(phi, psi)
     result = {"method": method, "seed": seed, "seconds": seconds, "frames": len(phi), "basins_visited": basins,
-              "basins_reweighted": ala2_basins(phi, psi, weights), "fes_phi_rms_kT": rms,
+              "basins_reweighted": ala2_basins(phi, psi, weights), "fes_phi_rms_kT": rms / kT,
+              "fes_phi_coverage": coverage,
               "correlation": summaries[-1]["biased_rounds"].get("correlation") if summaries else None}
     (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
     _print_summary(result, out_dir, settings, spec)
@@ -122,7 +123,8 @@ def _print_summary(result: dict, out_dir: Path, settings: dict, spec) -> None:
              "wall time (MD + training)",
              "  biased frames     " + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in result["basins_visited"].items()),
              "  reweighted        " + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in result["basins_reweighted"].items()),
-             f"  FES along phi     RMS {result['fes_phi_rms_kT']:.2f} kT from the reference where it is < 8 kT"]
+             f"  FES along phi     RMS {result['fes_phi_rms_kT']:.2f} kT from the reference, over the "
+             f"{100 * result['fes_phi_coverage']:.0f}% of the region where the reference is < 8 kT that was visited"]
     if result["correlation"]:
         lines.append("  CV vs angles      " + ", ".join(f"{k}: {v:.2f}" for k, v in result["correlation"].items())
                      + " (circular-linear correlation)")
