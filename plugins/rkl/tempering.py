@@ -61,8 +61,13 @@ class AdaptiveTempering:
         kl_now = max(kl(beta), 1e-12)
         step = self.max_step
         while step > self.min_step:
-            proposal = min(beta + step, ceiling)
+            proposal = _snap(beta + step, ceiling)
             if (kl(proposal) - kl_now) / kl_now <= self.c_max:
                 return proposal
             step *= self.shrink
-        return min(beta + self.min_step, ceiling)
+        return _snap(beta + self.min_step, ceiling)
+
+
+def _snap(beta: float, ceiling: float) -> float:
+    """min(beta, ceiling), with rounding errors of summed steps (0.9 + 0.1 < 1.0) snapped onto the ceiling."""
+    return ceiling if beta >= ceiling - 1e-9 * ceiling else beta
