@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cvplug.features import Cartesians, Feature
+from cvplug.features import Feature, default_features as system_features
 
 __all__ = ["Pairs", "positions_of", "default_features", "lagged_pairs"]
 
@@ -21,16 +21,12 @@ class Pairs(NamedTuple):
 
 def positions_of(trajectory) -> np.ndarray:
     """Positions [frames, n_atoms, 3] (nm) of an mdtraj Trajectory, a cvplug ToyTrajectory or an array."""
-    from cvplug.simulate import ToyTrajectory
+    from cvplug.simulate import ToyTrajectory, trajectory_positions
 
     if isinstance(trajectory, ToyTrajectory):
         from cvplug import systems
 
-        toy = systems.load(trajectory.system).toy
-        positions = np.zeros((len(trajectory.x), toy.n_particles, 3))
-        positions[..., :toy.dim_per_particle] = np.asarray(trajectory.x).reshape(len(trajectory.x),
-                                                                                 toy.n_particles, -1)
-        return positions
+        return trajectory_positions(trajectory, systems.load(trajectory.system))
     if hasattr(trajectory, "xyz") and hasattr(trajectory, "topology"):  # mdtraj.Trajectory
         return np.asarray(trajectory.xyz)
     positions = trajectory.detach().cpu().numpy() if isinstance(trajectory, Tensor) else np.asarray(trajectory)
@@ -47,8 +43,7 @@ def default_features(trajectory) -> Feature:
     if isinstance(trajectory, ToyTrajectory):
         from cvplug import systems
 
-        toy = systems.load(trajectory.system).toy
-        return Cartesians(range(toy.n_particles), components=tuple(range(toy.dim_per_particle)))
+        return system_features(systems.load(trajectory.system), None)
     raise ValueError("pass features=... (e.g. cvplug.features.Cartesians of the heavy atoms with a reference); "
                      "only toy trajectories have default features")
 
