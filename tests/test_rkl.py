@@ -103,6 +103,8 @@ def test_tempering_shrinks_the_step_until_the_kl_increase_is_small():
     assert schedule.next(0.2, kl) == pytest.approx(0.2 + 0.5 * 0.6 ** 4)   # 0.5, 0.3, 0.18, 0.108 rejected
     assert len(calls) == 1 + 5
     assert schedule.next(0.9, lambda b: 1.0) == pytest.approx(1.0)         # never past the target
+    summed = sum([0.1] * 9)                                                  # 0.8999999999999999
+    assert AdaptiveTempering(start=0.01, max_step=0.1).next(summed, lambda b: 1.0) == 1.0   # snapped exactly
     assert schedule.done(1.0) and schedule.next(1.0, kl) == 1.0
     with_milestone = AdaptiveTempering(start=0.01, max_step=0.5, milestones=(0.5,))
     assert with_milestone.next(0.3, lambda b: 1.0) == pytest.approx(0.5)   # stops at the milestone
@@ -198,3 +200,19 @@ def test_constraints_become_springs_and_the_target_agrees_with_openmm():
         springs_for_constraints(spec.system, k=0.0)
     with pytest.raises(ValueError, match="toy"):
         MoleculeTarget(systems.load("double-well"))
+
+
+def test_short_double_well_run_moves_the_model_toward_the_boltzmann_statistics():
+    """300 steps at β = 1 from σθ = 0.1: the std of x2 (exactly 1) and of x1 (0.52) move most of the way."""
+    from cvplug.plugins.rkl import method
+    from cvplug.plugins.rkl.double_well import model_statistics
+
+    torch.set_num_threads(1)
+    spec = systems.load("double-well")
+    fitted = method.fit_model(spec, 1, schedule=AdaptiveTempering(start=1.0), init_std=0.1, lr=1e-2,
+                              final_steps=300, batch_size=128, seed=0, show_progress=False)
+    stats = model_statistics(fitted.model, 20_000)
+    assert abs(stats["std_x2"] - 1.0) < 0.15
+    assert 0.2 < stats["std_x1"] < 0.4              # the main well alone: ≈ 0.29
+    assert abs(stats["mean_x1"] + 2.44) < 0.15
+    assert fitted.result.force_calls == 300 * 128 + 4 * 128

@@ -1,0 +1,95 @@
+"""The double-well check of Schöberl et al.: statistics of the trained q(x) against exact quadrature.
+
+The toy ``double-well`` of :mod:`cvplug.systems` has u(x) = x1⁴/4 − 3 x1² + x1 + x2²/2 (kT = 1). Its exact
+Boltzmann statistics at inverse temperature β come from :func:`cvplug.metrics.boltzmann_grid`; the trained model
+is judged by the moments of x1 and x2, the weight of the minor mode x1 > 0 (at β = 1 and at the milestone
+β = 0.5 passed during tempering) and |Pearson corr(μφ(x), x1)| on exact samples (:func:`report`). The
+acceptance of the issue is :data:`ACCEPTANCE`, checked by :func:`failures`.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from cvplug.metrics import boltzmann_grid
+
+from .method import RklFit, method
+from .model import CoarseGrainedModel
+from .tempering import AdaptiveTempering
+
+__all__ = ["BOUNDS", "ACCEPTANCE", "SETTINGS", "fit", "exact_statistics", "model_statistics", "exact_samples",
+           "report", "failures"]
+
+BOUNDS = ((-8.0, 8.0), (-10.0, 10.0))  # box holding all but ~1e-20 of the mass at β ≥ 0.5
+MOMENTS = ("mean_x1", "std_x1", "mean_x2", "std_x2")
+SETTINGS = dict(lr=5e-3, init_std=0.1, init_gain=5.0, encoder_steps=2, std_lr_factor=0.3)
+"""Training options (:meth:`.method.RklMethod.fit_model`) of the double-well runs; the schedule is :func:`fit`'s."""
+ACCEPTANCE = {"moment_abs": 0.1, "weight_factor": 2.0, "half_beta_weight_abs": 0.03, "correlation": 0.95}
+
+
+def fit(spec, seed: int = 0, start: float = 0.1, **overrides) -> RklFit:
+    """Train a 1-d latent model on the double well ``spec`` from β = ``start`` to 1, keeping the β = 0.5 model."""
+    options = {**SETTINGS, **overrides}
+    schedule = AdaptiveTempering(start=start, milestones=(0.5,))
+    return method.fit_model(spec, 1, schedule=schedule, seed=seed, **options)
+
+
+def _statistics(x: np.ndarray, weights: np.ndarray) -> dict:
+    mean = weights @ x
+    std = np.sqrt(weights @ (x - mean) ** 2)
+    return {"mean_x1": float(mean[0]), "std_x1": float(std[0]), "mean_x2": float(mean[1]),
+            "std_x2": float(std[1]), "weight_x1_pos": float(weights[x[:, 0] > 0].sum())}
+
+
+def exact_statistics(u, beta: float = 1.0, n: int = 801) -> dict:
+    """Exact means, standard deviations and x1 > 0 weight of exp(−β u) on :data:`BOUNDS` (``n`` points per axis)."""
+    points, weights = boltzmann_grid(u, BOUNDS, beta, n)
+    return _statistics(points, weights)
+
+
+def model_statistics(model: CoarseGrainedModel, n: int = 200_000, seed: int = 0) -> dict:
+    """The same statistics from ``n`` samples of the model's q(x)."""
+    with torch.no_grad():
+        x = model.sample(n, torch.Generator().manual_seed(seed)).x.double().numpy()
+    return _statistics(x, np.full(len(x), 1.0 / len(x)))
+
+
+def exact_samples(u, n: int = 20_000, beta: float = 1.0, seed: int = 0, grid: int = 801) -> np.ndarray:
+    """n exact samples [n, 2] of exp(−β u): grid points drawn by weight, jittered uniformly within their cell."""
+    points, weights = boltzmann_grid(u, BOUNDS, beta, grid)
+    rng = np.random.default_rng(seed)
+    cell = np.array([(hi - lo) / (grid - 1) for lo, hi in BOUNDS])
+    picked = points[rng.choice(len(points), size=n, p=weights)]
+    return picked + (rng.random((n, 2)) - 0.5) * cell
+
+
+def report(model: CoarseGrainedModel, snapshots: dict, u, n: int = 200_000, seed: int = 0) -> dict:
+    """Model vs exact numbers at β = 1 and, from ``snapshots[0.5]`` (a state_dict), the x1 > 0 weight at β = 0.5."""
+    half = copy.deepcopy(model)
+    half.load_state_dict(snapshots[0.5])
+    samples = exact_samples(u, seed=seed)
+    with torch.no_grad():
+        z = model.encoder_mean()(torch.as_tensor(samples, dtype=model.offset.dtype))[:, 0].double().numpy()
+    return {"model": model_statistics(model, n, seed), "exact": exact_statistics(u),
+            "model_half_beta_weight": model_statistics(half, n, seed)["weight_x1_pos"],
+            "exact_half_beta_weight": exact_statistics(u, 0.5)["weight_x1_pos"],
+            "correlation": float(abs(np.corrcoef(z, samples[:, 0])[0, 1]))}
+
+
+def failures(numbers: dict) -> list[str]:
+    """The acceptance criteria :func:`report`'s ``numbers`` miss (empty when all hold)."""
+    model, exact, missed = numbers["model"], numbers["exact"], []
+    for key in MOMENTS:
+        if abs(model[key] - exact[key]) > ACCEPTANCE["moment_abs"]:
+            missed.append(f"{key}: {model[key]:.3f} vs exact {exact[key]:.3f}")
+    ratio = model["weight_x1_pos"] / exact["weight_x1_pos"]
+    if not 1 / ACCEPTANCE["weight_factor"] <= ratio <= ACCEPTANCE["weight_factor"]:
+        missed.append(f"x1 > 0 weight: {model['weight_x1_pos']:.4f} vs exact {exact['weight_x1_pos']:.4f}")
+    half, exact_half = numbers["model_half_beta_weight"], numbers["exact_half_beta_weight"]
+    if abs(half - exact_half) > ACCEPTANCE["half_beta_weight_abs"]:
+        missed.append(f"x1 > 0 weight at β = 0.5: {half:.4f} vs exact {exact_half:.4f}")
+    if numbers["correlation"] < ACCEPTANCE["correlation"]:
+        missed.append(f"|corr(z, x1)|: {numbers['correlation']:.3f}")
+    return missed
