@@ -29,8 +29,8 @@ def make_target(spec, engine: str = "torch", **options) -> Target:
     return MoleculeTarget(spec, **options)
 
 
-def build_model(target: Target, latent_dim: int, hidden: Sequence[int] = (64, 64),
-                init_std: Optional[float] = None, init_gain: float = 0.1) -> CoarseGrainedModel:
+def build_model(target: Target, latent_dim: int, hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None,
+                init_gain: float = 0.1, input_gain: float = 1.0) -> CoarseGrainedModel:
     """A fresh model for ``target``: centred on its reference structure; molecules in units of 0.1 nm with
     σθ starting at 0.01 nm, toys in their own units with σθ starting at 1."""
     molecular = isinstance(target, MoleculeTarget)
@@ -38,7 +38,7 @@ def build_model(target: Target, latent_dim: int, hidden: Sequence[int] = (64, 64
     scale = MOLECULE_SCALE if molecular else 1.0
     default_std = 0.1 * MOLECULE_SCALE if molecular else 1.0
     return CoarseGrainedModel(target.dim, latent_dim, offset, scale, hidden,
-                              default_std if init_std is None else init_std, init_gain)
+                              default_std if init_std is None else init_std, init_gain, input_gain)
 
 
 def make_cv(model: CoarseGrainedModel, target: Target, n_atoms: int, calibration_samples: int = 2000,
@@ -82,21 +82,22 @@ class RklMethod:
 
     def fit_model(self, system_spec, latent_dim: int = 2, *, engine: str = "torch",
                   target_options: Optional[dict] = None, hidden: Sequence[int] = (64, 64),
-                  init_std: Optional[float] = None, init_gain: float = 0.1, schedule: Optional[AdaptiveTempering] = None,
+                  init_std: Optional[float] = None, init_gain: float = 0.1, input_gain: float = 1.0,
+                  schedule: Optional[AdaptiveTempering] = None,
                   data=None, gamma: Optional[Gamma] = None, seed: int = 0, work_dir=None,
                   show_progress: bool = True, **training) -> RklFit:
         """Train the model on ``system_spec`` and return the CV with the model, the target and the record.
 
         ``engine``: "torch" or "bridge" energies for toys (molecules always use the bridge); ``target_options``
-        go to :func:`make_target`; ``hidden``, ``init_std`` to :func:`build_model`; ``schedule`` defaults to
-        ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3] (nm) with ``gamma``.
-        ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``: steps_per_stage,
-        final_steps, batch_size, lr, kappa, estimate_batch, data_batch, checkpoint_every
-        (:func:`.trainer.train`).
+        go to :func:`make_target`; ``hidden``, ``init_std``, ``init_gain``, ``input_gain`` to :func:`build_model`;
+        ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
+        (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
+        steps_per_stage, final_steps, batch_size, lr, kappa, estimate_batch, data_batch, std_lr_factor,
+        encoder_steps, checkpoint_every (:func:`.trainer.train`).
         """
         target = make_target(system_spec, engine, **(target_options or {}))
         seed_everything(seed)
-        model = build_model(target, latent_dim, hidden, init_std, init_gain)
+        model = build_model(target, latent_dim, hidden, init_std, init_gain, input_gain)
         coordinates = None if data is None else target.coordinates(np.asarray(data))
         checkpoint = Path(work_dir) / "rkl.ckpt" if work_dir is not None else None
         result = train(model, target, schedule or AdaptiveTempering(), data=coordinates, gamma=gamma, seed=seed,

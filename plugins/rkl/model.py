@@ -73,10 +73,12 @@ class CoarseGrainedModel(nn.Module):
     hidden : hidden-layer widths of both MLPs.
     init_std : initial σθ (coordinates' units).
     init_gain : factor on the decoder's initial output weights (small: q(x) starts close to N(offset, σθ²)).
+    input_gain : factor on the decoder's initial weights from z (large: μθ can jump between modes over a short
+        range of z, so few samples of q fall on the barrier between them).
     """
 
     def __init__(self, data_dim: int, latent_dim: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
-                 init_std: float = 1.0, init_gain: float = 0.1):
+                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0):
         super().__init__()
         if latent_dim < 1 or data_dim < 1:
             raise ValueError(f"data_dim and latent_dim must be positive, got {data_dim} and {latent_dim}")
@@ -94,6 +96,7 @@ class CoarseGrainedModel(nn.Module):
         self.encoder = mlp(data_dim, hidden, 2 * latent_dim)
         with torch.no_grad():
             self.decoder[-1].weight.mul_(init_gain)
+            self.decoder[0].weight.mul_(input_gain)
             self.decoder[-1].bias.zero_()
 
     def decode(self, z: Tensor) -> Tensor:
