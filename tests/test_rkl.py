@@ -216,3 +216,22 @@ def test_short_double_well_run_moves_the_model_toward_the_boltzmann_statistics()
     assert 0.2 < stats["std_x1"] < 0.4              # the main well alone: ≈ 0.29
     assert abs(stats["mean_x1"] + 2.44) < 0.15
     assert fitted.result.force_calls == 300 * 128 + 4 * 128
+
+
+def test_double_well_exact_statistics_samples_and_acceptance():
+    from cvplug.plugins.rkl.double_well import exact_samples, exact_statistics, failures
+
+    u = systems.load("double-well").toy.u
+    exact = exact_statistics(u)
+    assert exact["mean_x1"] == pytest.approx(-2.441, abs=1e-3) and exact["std_x1"] == pytest.approx(0.522, abs=1e-3)
+    assert exact["std_x2"] == pytest.approx(1.0, abs=1e-6)
+    assert exact["weight_x1_pos"] == pytest.approx(0.00835, abs=1e-4)
+    assert exact_statistics(u, 0.5)["weight_x1_pos"] == pytest.approx(0.0908, abs=1e-4)
+    samples = exact_samples(u, 50_000)
+    assert samples[:, 0].mean() == pytest.approx(-2.441, abs=0.02)
+    assert samples[:, 1].std() == pytest.approx(1.0, abs=0.02)
+    perfect = {"model": exact, "exact": exact, "model_half_beta_weight": 0.0908, "exact_half_beta_weight": 0.0908,
+               "correlation": 0.99}
+    assert failures(perfect) == []
+    collapsed = {**perfect, "model": {**exact, "std_x1": 0.29, "weight_x1_pos": 0.0}, "correlation": 0.5}
+    assert [f.split(":")[0] for f in failures(collapsed)] == ["std_x1", "x1 > 0 weight", "|corr(z, x1)|"]
