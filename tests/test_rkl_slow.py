@@ -11,9 +11,9 @@ from cvplug.plugins.rkl.double_well import failures, fit, report
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: seed 0 gives x1 > 0 weight 0.0011 at β = 1 "
-                   "(exact 0.0083), "
-                   "0.034 at β = 0.5 (exact 0.091), std x1 0.32 (0.52), |corr(z, x1)| 0.85; examples/rkl_double_well.py")
+@pytest.mark.xfail(strict=True, reason="not met yet: seed 0 gives x1 > 0 weight 0.0011 at β = 1 (exact 0.0083), "
+                   "0.034 at β = 0.5 (exact 0.091), std x1 0.32 (0.52), |corr(z, x1)| 0.85; "
+                   "see examples/rkl_double_well.py")
 def test_double_well_statistics_match_quadrature():
     """β = 1: means and stds of x1, x2 within 0.1 of exact, x1 > 0 weight within ×2 of 0.0083; β = 0.5: x1 > 0
     weight within 0.03 of 0.091; |corr(z, x1)| ≥ 0.95 on exact samples."""
