@@ -17,6 +17,8 @@ from cvplug.bridge import OpenMMEnergy
 pytestmark = pytest.mark.slow  # each test starts worker processes (seconds each)
 
 PARENT = """
+import faulthandler, signal
+faulthandler.register(signal.SIGUSR1)  # the test asks for a traceback if this process does not exit
 import torch
 from cvplug import systems
 from cvplug.bridge import OpenMMEnergy
@@ -64,16 +66,24 @@ def test_dead_worker_stops_the_pool_and_the_next_call_restarts_it():
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_interrupted_or_killed_parent_leaves_no_workers(how):
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              text=True, start_new_session=True)
+def test_interrupted_or_killed_parent_leaves_no_workers(how, tmp_path):
+    stderr = tmp_path / "parent.err"
+    with stderr.open("w") as err:
+        parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=err, text=True,
+                                  start_new_session=True)
     try:
         pids = [int(pid) for pid in parent.stdout.readline().split()]
         assert len(pids) == 2 and all(alive(pid) for pid in pids)
         time.sleep(0.5)  # mid-evaluation
         os.killpg(parent.pid, how)  # like Ctrl-C in a terminal: the whole process group gets SIGINT
-        parent.wait(timeout=30)
+        try:
+            parent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            parent.send_signal(signal.SIGUSR1)  # faulthandler: where the parent is stuck
+            time.sleep(1)
+            pytest.fail(f"the parent did not exit within 30 s of {how.name}; its stderr:\n{stderr.read_text()}")
         assert wait_until_gone(pids) == []
     finally:
         if parent.poll() is None:
             parent.kill()
+        parent.stdout.close()
