@@ -19,6 +19,9 @@ pytestmark = pytest.mark.slow  # each test starts worker processes (seconds each
 PARENT = """
 import faulthandler, signal
 faulthandler.register(signal.SIGUSR1)  # the test asks for a traceback if this process does not exit
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the test runs in the background (a shell starts
+# background jobs with SIGINT ignored, and Python then keeps it ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import torch
 from cvplug import systems
 from cvplug.bridge import OpenMMEnergy
