@@ -18,11 +18,13 @@ MTSLangevinIntegrator (inner steps: the system's timestep, all other forces), li
 Outputs in ``out_dir``: ``colvar.dat`` (time in ps, CV values, bias in kJ/mol), the trajectory
 (``trajectory.dcd`` + ``trajectory.pdb``, or ``trajectory.npz`` for toys), ``fes.npz`` (grid axes, free energy in
 kJ/mol with minimum 0), ``fes.png``, the bias (``hills/hills.<walker>.npy`` or OpenMM's ``bias/``) and the
-checkpoint ``trajectory.state.xml``. Calling again on the same ``out_dir`` resumes the run.
+checkpoint ``trajectory.state.xml``. Calling again on the same ``out_dir`` resumes the run, also after a kill:
+the trajectory, ``colvar.dat`` and (``"hills"`` engine) the hills are cut back to the checkpoint first.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -93,6 +95,9 @@ class _OpenMMEngine:
         self.group = spec.system.getForce(spec.system.getNumForces() - 1).getForceGroup()
         self.axes = [np.linspace(lo, hi, v.gridWidth) for (lo, hi), v in zip(ranges, variables)]
 
+    def resume(self, simulation) -> None:
+        """OpenMM's bias files cannot be cut back: after a kill they may hold hills laid after the checkpoint."""
+
     def advance(self, simulation, steps):
         self.meta.step(simulation, steps)
 
@@ -140,6 +145,10 @@ class _HillsEngine:
         s, pullback = self.evaluate(self._positions)
         energy, gradient = self.bias(s)
         return energy, -pullback(gradient)
+
+    def resume(self, simulation) -> None:
+        """Drop this walker's hills deposited after the step the simulation resumed from."""
+        self.bias.keep(simulation.currentStep // self.frequency)
 
     def advance(self, simulation, steps):
         while steps > 0:
@@ -197,10 +206,25 @@ class _Stepper:
     def __init__(self, engine, simulation: app.Simulation, colvar: Path, names: Sequence[str]):
         self.engine, self.simulation, self.colvar = engine, simulation, colvar
         self.dt = simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
+        self._resumed = False
         if not colvar.exists():
             colvar.write_text(f"# time_ps {' '.join(names)} bias_kJmol\n")
 
+    def _resume(self, lines: int) -> None:
+        """Keep the first ``lines`` colvar lines: those written after the checkpoint the run resumed from go."""
+        text = self.colvar.read_text().splitlines(keepends=True)
+        header = [line for line in text if line.startswith("#")]
+        data = [line for line in text if not line.startswith("#")]
+        if len(data) > lines:
+            temporary = self.colvar.with_name(f".tmp.{self.colvar.name}")
+            temporary.write_text("".join(header + data[:lines]))
+            os.replace(temporary, self.colvar)
+
     def __call__(self, steps: int) -> None:
+        if not self._resumed:  # the simulation now stands at its checkpoint (or at step 0)
+            self._resume(self.simulation.currentStep // steps)
+            self.engine.resume(self.simulation)
+            self._resumed = True
         self.engine.advance(self.simulation, steps)
         values = self.engine.values(self.simulation)
         bias = self.engine.bias_energy(self.simulation, values)

@@ -150,6 +150,13 @@ class HillsBias:
         for center in centers:
             self.deposit(center)
 
+    def keep(self, count: int) -> None:
+        """Keep only this walker's first ``count`` hills (a run resuming from an earlier checkpoint)."""
+        if len(self.heights) > count:
+            self.centers, self.heights = self.centers[:count], self.heights[:count]
+            self._tabulate_all()
+            self.save()
+
     def save(self) -> None:
         """Write this walker's hills (centres, heights) atomically."""
         if self.folder is None:

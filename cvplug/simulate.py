@@ -3,10 +3,14 @@
 Toy trajectory format (``.npz``): ``x`` [frames, dim] natural coordinates (nm), ``time`` [frames] (ps),
 ``system`` (name), ``temperature`` (K), ``dt`` (ps between frames). Read it with :func:`load_trajectory`.
 Molecular trajectories are ``<out>.dcd`` with their topology in ``<out>.pdb``; mdtraj reads them directly.
-An interrupted run resumes from ``<out>.state.xml`` (written every ``checkpoint_every`` frames).
+An interrupted run — stopped, or killed at any moment — resumes from ``<out>.state.xml`` (written atomically every
+``checkpoint_every`` frames, after the frames before it are on disk); frames written after the checkpoint are
+dropped on resume, so the continued trajectory has no gap and no duplicate.
 """
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -51,34 +55,77 @@ def make_simulation(spec: SystemSpec, platform: str = "CPU", seed: int = 0, dyna
 
 
 class _DCDSink:
-    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, append: bool):
+    """Frames appended to ``<out>.dcd`` (topology in ``<out>.pdb``); on resume, cut to the first ``frames``."""
+
+    HEADER = 276  # bytes of the header OpenMM's DCDFile writes; the frame count is the int at byte 8
+
+    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, frames: Optional[int]):
         self.path = path.with_suffix(".dcd")  # header time step = one frame (mdtraj numbers frames 0, 1, …)
-        if not append:
+        if frames is None:
             with open(path.with_suffix(".pdb"), "w") as handle:
                 app.PDBFile.writeFile(spec.topology, spec.positions * unit.nanometer, handle)
-        self._handle = open(self.path, "r+b" if append else "wb")
-        self._dcd = app.DCDFile(self._handle, spec.topology, dt_frame * unit.picosecond, append=append)
+        else:
+            self._truncate(frames, spec)
+        self._handle = open(self.path, "r+b" if frames is not None else "wb")
+        self._dcd = app.DCDFile(self._handle, spec.topology, dt_frame * unit.picosecond, append=frames is not None)
+
+    def _truncate(self, frames: int, spec: SystemSpec) -> None:
+        box = 56 if spec.topology.getPeriodicBoxVectors() is not None else 0  # unit-cell record
+        size = self.HEADER + frames * (box + 3 * (8 + 4 * spec.n_atoms))
+        if not self.path.exists() or self.path.stat().st_size < size:
+            raise TrajectoryError(f"{self.path} holds fewer frames than its checkpoint ({frames}); it cannot be "
+                                  "resumed: remove the checkpoint to start again")
+        with open(self.path, "r+b") as handle:
+            handle.truncate(size)
+            handle.seek(8)
+            handle.write(struct.pack("<i", frames))
+            handle.seek(20)
+            handle.write(struct.pack("<i", max(frames - 1, 0)))
 
     def record(self, state: openmm.State) -> None:
         self._dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())
+
+    def flush(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
 
     def close(self) -> None:
         self._handle.close()
 
 
 class _ArraySink:
-    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, append: bool):
+    """Frames kept in memory and written to ``<out>.npz`` (atomically) at every checkpoint and at the end."""
+
+    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, frames: Optional[int]):
         self.path, self.spec, self.dt = path.with_suffix(".npz"), spec, dt_frame
-        self.frames = list(np.load(self.path)["x"]) if append else []
+        self.frames = []
+        if frames is not None:
+            saved = list(np.load(self.path)["x"]) if self.path.exists() else []
+            if len(saved) < frames:
+                raise TrajectoryError(f"{self.path} holds {len(saved)} frames, fewer than its checkpoint "
+                                      f"({frames}); remove the checkpoint to start again")
+            self.frames = saved[:frames]
 
     def record(self, state: openmm.State) -> None:
         xyz = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         self.frames.append(xyz[:, : self.spec.toy.dim_per_particle].reshape(-1))
 
-    def close(self) -> None:
+    def flush(self) -> None:
         x = np.array(self.frames)
-        np.savez(self.path, x=x, time=self.dt * np.arange(1, len(x) + 1), system=self.spec.name,
-                 temperature=self.spec.temperature, dt=self.dt)
+        temporary = self.path.with_name(f".tmp.{self.path.name}")
+        with open(temporary, "wb") as handle:
+            np.savez(handle, x=x, time=self.dt * np.arange(1, len(x) + 1), system=self.spec.name,
+                     temperature=self.spec.temperature, dt=self.dt)
+        os.replace(temporary, self.path)
+
+    close = flush
+
+
+def _save_checkpoint(simulation: app.Simulation, checkpoint: Path) -> None:
+    """Write the simulation state atomically: a run killed while writing keeps the previous checkpoint."""
+    temporary = checkpoint.with_name(f".tmp.{checkpoint.name}")
+    simulation.saveState(str(temporary))
+    os.replace(temporary, checkpoint)
 
 
 def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: int = 0, platform: str = "CPU",
@@ -97,22 +144,24 @@ def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: i
     out.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = out.with_suffix(".state.xml")
     simulation = simulation or make_simulation(spec, platform, seed, dynamics)
-    resume = checkpoint.exists()
-    if resume:
+    if checkpoint.exists():
         simulation.loadState(str(checkpoint))
         simulation.currentStep = round(simulation.context.getState().getStepCount())
-    dt_frame = report_every * simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
-    sink = (_ArraySink if spec.toy is not None else _DCDSink)(out, spec, dt_frame, resume)
     done = simulation.currentStep
-    healthy = True
+    dt_frame = report_every * simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
+    sink = (_ArraySink if spec.toy is not None else _DCDSink)(out, spec, dt_frame,
+                                                              done // report_every if checkpoint.exists() else None)
+    healthy, recorded = True, done  # recorded: the step of the last frame on record
     try:
         with tqdm(total=steps, initial=done, unit="step", disable=not progress, desc=spec.name) as bar:
             for frame in range(done // report_every, steps // report_every):
                 (advance or simulation.step)(report_every)
                 sink.record(simulation.context.getState(getPositions=True, enforcePeriodicBox=False))
+                recorded = simulation.currentStep
                 bar.update(report_every)
                 if (frame + 1) % checkpoint_every == 0:
-                    simulation.saveState(str(checkpoint))
+                    sink.flush()
+                    _save_checkpoint(simulation, checkpoint)
     except openmm.OpenMMException as error:
         healthy = False
         raise SimulationError(f"{spec.name} blew up near step {simulation.currentStep} ({error}); the last "
@@ -120,8 +169,9 @@ def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: i
                               "stride, then run again to resume") from error
     finally:
         sink.close()
-        if healthy:  # never overwrite a good checkpoint with a broken state
-            simulation.saveState(str(checkpoint))
+        # never overwrite a good checkpoint with a broken state, nor with one past the last frame (Ctrl-C)
+        if healthy and simulation.currentStep == recorded:
+            _save_checkpoint(simulation, checkpoint)
     return sink.path
 
 

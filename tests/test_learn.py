@@ -91,3 +91,48 @@ def test_replacing_the_cv_moves_hills_to_the_new_cv_values(tmp_path):
     run.engine.replace_cv(linear([0.0, 2.0]))
     np.testing.assert_allclose(run.engine.bias.centers[:, 0], 2 * deposits[:, 0, 1])  # CV = 2y
     run.step(100)  # the Context keeps running with the new CV
+
+
+@pytest.mark.slow
+def test_killed_mid_round_resumes_without_gap_or_duplicate(tmp_path):
+    """SIGKILL during a biased round, then the same command: the round continues from its last checkpoint, and its
+    colvar, trajectory and hills come out as if the run had never stopped (one line, frame, hill per slot)."""
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "cvplug.cli", "learn", "three-well", "--method", "tica", "--rounds", "3",
+               "--steps", "40000", "--report-every", "10", "--latent-dim", "1", "--platform", "Reference",
+               "--out", str(tmp_path)]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def mid_round() -> bool:  # a biased round past its first checkpoint (400 frames) and not finished
+        for k in (1, 2):
+            folder = tmp_path / f"round_{k}"
+            colvar = folder / "colvar.dat"
+            if (folder / "trajectory.state.xml").exists() and not (folder / "cv.pt").exists() \
+                    and colvar.exists() and len(colvar.read_text().splitlines()) > 600:
+                return True
+        return False
+
+    try:
+        deadline = time.monotonic() + 300
+        while not mid_round():
+            assert run.poll() is None, "the run ended before it could be killed mid-round"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        run.kill()
+        run.wait()
+    finally:
+        if run.poll() is None:
+            run.kill()
+    round0 = (tmp_path / "round_0" / "cv.pt").stat().st_mtime_ns
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert (tmp_path / "round_0" / "cv.pt").stat().st_mtime_ns == round0  # finished rounds are not redone
+    assert [s["round"] for s in json.loads((tmp_path / "progress.json").read_text())] == [0, 1, 2]
+    for k in (1, 2):
+        folder = tmp_path / f"round_{k}"
+        colvar = np.loadtxt(folder / "colvar.dat")
+        np.testing.assert_allclose(colvar[:, 0], 0.01 * np.arange(1, 4001), atol=1e-6)  # ps: 10 steps of 1 fs
+        assert np.load(folder / "trajectory.npz")["x"].shape == (4000, 2)
+        assert np.load(folder / "hills" / "hills.0.npy").shape == (200, 2)  # a hill every 200 steps

@@ -41,6 +41,34 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path):
     assert steps[49] < 5 * np.median(steps)  # no jump back to the start at the resume point
 
 
+@pytest.mark.parametrize("system,file", [("ala2-vacuum", "run.dcd"), ("three-well", "run.npz")])
+def test_run_stopped_between_checkpoints_resumes_without_gap_or_duplicate(tmp_path, system, file):
+    """Stopped after stepping to frame 7 but before writing it (checkpoint at frame 5, 6 frames on disk): the
+    next run starts again from frame 5, and the trajectory ends with exactly one frame per report."""
+    from cvplug.simulate import make_simulation
+
+    spec = systems.load(system)
+    simulation = make_simulation(spec, "Reference")
+
+    def advance(steps):
+        simulation.step(steps)
+        if simulation.currentStep == 70:
+            raise KeyboardInterrupt
+
+    def coordinates(trajectory):
+        return trajectory.xyz if file.endswith(".dcd") else trajectory.x
+
+    with pytest.raises(KeyboardInterrupt):
+        simulate(spec, 100, tmp_path / "run", report_every=10, checkpoint_every=5, simulation=simulation,
+                 advance=advance, progress=False)
+    stopped = coordinates(load_trajectory(tmp_path / file))
+    assert len(stopped) == 6
+    resumed = coordinates(load_trajectory(simulate(systems.load(system), 100, tmp_path / "run", report_every=10,
+                                                   platform="Reference", progress=False)))
+    assert len(resumed) == 10
+    np.testing.assert_array_equal(resumed[:5], stopped[:5])
+
+
 def test_trajectory_with_wrong_topology_is_refused(tmp_path):
     path = simulate(systems.load("ala2-vacuum"), 100, tmp_path / "a", report_every=100, platform="Reference",
                     progress=False)
