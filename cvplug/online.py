@@ -19,11 +19,12 @@ from typing import Optional
 
 import numpy as np
 import torch
+import openmm.unit as unit
 
 from cvplug import systems
 from .bias import build_metadynamics
 from .methods import TrajectoryMethod, get
-from .simulate import load_trajectory, simulate, trajectory_positions
+from .simulate import kinetic_temperature, load_trajectory, simulate, trajectory_positions
 from .training import progress as progress_bar
 
 __all__ = ["learn_online"]
@@ -32,10 +33,13 @@ __all__ = ["learn_online"]
 def learn_online(system: str, out_dir, method: str = "dynae", steps: int = 100_000, warmup_steps: int = 20_000,
                  update_every: int = 20_000, buffer_frames: int = 2_000, report_every: int = 50,
                  latent_dim: int = 2, lag: int = 1, bias_factor: float = 8.0, height: float = 1.2,
-                 frequency: int = 200, seed: int = 0, platform: str = "CPU", progress: bool = True) -> dict:
+                 frequency: int = 200, seed: int = 0, platform: str = "CPU", dynamics: Optional[str] = None,
+                 progress: bool = True) -> dict:
     """Warm up unbiased for ``warmup_steps``, learn a first CV, then run ``steps`` biased MD steps, retraining the
     CV every ``update_every`` steps on the last ``buffer_frames`` frames. Writes ``cv_<step>.pt`` for every CV,
-    ``colvar.dat`` (time ps, CV values, bias kJ/mol; the CV changes at each update) and ``updates.dat``."""
+    ``colvar.dat`` (time ps, CV values, bias kJ/mol; the CV changes at each update), ``thermo.dat`` (time ps,
+    potential energy kJ/mol, instantaneous temperature K) and ``updates.dat``. ``dynamics`` overrides the
+    system's default ("langevin" or "brownian"; the temperature means something for Langevin only)."""
     learner = get(method)
     if not isinstance(learner, TrajectoryMethod):
         raise ValueError(f"method {method!r} cannot learn from trajectories (no fit_trajectories)")
@@ -44,7 +48,8 @@ def learn_online(system: str, out_dir, method: str = "dynae", steps: int = 100_0
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = systems.load(system)
-    warmup = simulate(spec, warmup_steps, out_dir / "warmup", report_every, seed, platform, progress=progress)
+    warmup = simulate(spec, warmup_steps, out_dir / "warmup", report_every, seed, platform, dynamics,
+                      progress=progress)
     frames = trajectory_positions(load_trajectory(warmup), spec)
     buffer = deque(frames, maxlen=buffer_frames)
 
@@ -59,21 +64,26 @@ def learn_online(system: str, out_dir, method: str = "dynae", steps: int = 100_0
     spec = systems.load(system)
     spec.positions = frames[-1]
     run = build_metadynamics(spec, cv, bias_factor=bias_factor, height=height, frequency=frequency, seed=seed,
-                             platform=platform, reprojectable=True)
+                             platform=platform, dynamics=dynamics, reprojectable=True)
     dt = spec.timestep
-    colvar, updates = [], []
+    colvar, thermo, updates = [], [], []
     for step in progress_bar(range(report_every, steps + 1, report_every), desc="online", enabled=progress):
         run.step(report_every)
         positions = run.engine.positions(run.simulation)
         buffer.append(positions)
         values = run.engine.cv_values(positions)
         colvar.append([step * dt, *values, run.engine.bias(values)[0]])
+        state = run.simulation.context.getState(getEnergy=True)
+        thermo.append([step * dt, state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+                       kinetic_temperature(run.simulation, state)])
         if step % update_every == 0 and step < steps:
             cv = train(previous=cv)
             cv.export(out_dir / f"cv_{step}.pt")
             run.engine.replace_cv(cv)
             updates.append(step)
     np.savetxt(out_dir / "colvar.dat", np.array(colvar), header="time_ps " + " ".join(cv.names) + " bias_kJmol")
+    np.savetxt(out_dir / "thermo.dat", np.array(thermo), header="time_ps potential_kJmol temperature_K")
     np.savetxt(out_dir / "updates.dat", np.array(updates, dtype=int), fmt="%d", header="MD step of each CV update")
-    return {"colvar": np.array(colvar), "updates": updates, "cv": cv, "hills": len(run.engine.bias.heights)}
+    return {"colvar": np.array(colvar), "thermo": np.array(thermo), "updates": updates, "cv": cv,
+            "hills": len(run.engine.bias.heights)}
 

@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 
 from cvplug.systems import SystemSpec
 
-__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "TrajectoryError", "SimulationError",
-           "ToyTrajectory"]
+__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "kinetic_temperature",
+           "TrajectoryError", "SimulationError", "ToyTrajectory"]
 
 
 class TrajectoryError(ValueError):
@@ -52,6 +52,18 @@ def make_simulation(spec: SystemSpec, platform: str = "CPU", seed: int = 0, dyna
     simulation.context.setPositions(spec.positions)
     simulation.context.setVelocitiesToTemperature(spec.temperature * unit.kelvin, int(seed) % (2**31 - 2) + 1)
     return simulation
+
+
+def kinetic_temperature(simulation: app.Simulation, state: Optional[openmm.State] = None) -> float:
+    """Instantaneous temperature (K) from the kinetic energy: 2 KE / (n_dof k_B), n_dof = 3N − constraints
+    (− 3 with a CMMotionRemover). Meaningful for inertial dynamics (Langevin), not Brownian."""
+    system = simulation.system
+    dof = 3 * sum(system.getParticleMass(i).value_in_unit(unit.dalton) > 0 for i in range(system.getNumParticles()))
+    dof -= system.getNumConstraints()
+    dof -= 3 * any(isinstance(force, openmm.CMMotionRemover) for force in system.getForces())
+    state = state or simulation.context.getState(getEnergy=True)
+    kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+    return 2 * kinetic / (dof * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin))
 
 
 class _DCDSink:
