@@ -8,7 +8,10 @@ Mardia's, which measures cos/sin-like dependence); and the Pearson correlation w
 and over those more than 20° away from Q1's branch cut. (A flow maps the plane onto itself smoothly, so it must
 cut the ring open somewhere; near the cut no coordinate can follow the radius.)
 
-    python examples/nct_ringworld.py --out runs/nct-ring
+    python examples/nct_ringworld.py --out runs/nct-ring [--seed 0]      # ≈ 7 minutes on one core
+
+Defaults (12 coupling layers, 20000 steps) are those of the README's table: with the earlier 8 layers and 2000
+steps the transition band at the cut was wide enough to pull Q2's overall radius correlation down to ≈ 0.70.
 
 Writes results.json and ring.png.
 """
@@ -80,7 +83,8 @@ def plot(out: Path, x: np.ndarray, Q: np.ndarray, generated: np.ndarray, frequen
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/nct-ring", help="output folder")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps")
+    parser.add_argument("--steps", type=int, default=20000, help="training steps")
+    parser.add_argument("--layers", type=int, default=12, help="coupling layers of the flow")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--quiet", action="store_true")
@@ -90,8 +94,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.time()
-    cv = method.fit(system=systems.load("ring"), steps=args.steps, seed=args.seed, checkpoint=out / "ring.ckpt",
-                    progress=not args.quiet)
+    cv = method.fit(system=systems.load("ring"), steps=args.steps, layers=args.layers, seed=args.seed,
+                    checkpoint=out / "ring.ckpt", progress=not args.quiet)
     seconds = time.time() - start
     model = cv.encoder.model
     x = ring_samples(5000, args.seed)
