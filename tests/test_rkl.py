@@ -7,8 +7,8 @@ import torch
 
 from cvplug import systems
 from cvplug.plugins.rkl import (AdaptiveTempering, CoarseGrainedModel, MoleculeTarget, RigidFrame, ToyTarget,
-                                cap_gradient_norms, forward_kl, kl_estimate, mixed, normalize_sample_gradients,
-                                reverse_kl, springs_for_constraints)
+                                cap_gradient_norms, forward_kl, kl_estimate, log_marginal_bound, mixed,
+                                normalize_sample_gradients, reverse_kl, springs_for_constraints)
 
 
 def _double_model(hidden=(8,), seed=0):
@@ -17,16 +17,16 @@ def _double_model(hidden=(8,), seed=0):
     return model
 
 
-def _loss(model, target, beta, seed=5):
+def _loss(model, target, beta, seed=5, extra_latents=0):
     torch.manual_seed(seed)  # the same z and ε at every evaluation
-    return reverse_kl(model, target, beta, 64, kappa=None).loss
+    return reverse_kl(model, target, beta, 64, kappa=None, extra_latents=extra_latents).loss
 
 
-@pytest.mark.parametrize("engine", ["torch", "bridge"])
-def test_loss_gradient_matches_finite_differences(engine):
+@pytest.mark.parametrize("engine, extra_latents", [("torch", 0), ("bridge", 0), ("torch", 4)])
+def test_loss_gradient_matches_finite_differences(engine, extra_latents):
     target = ToyTarget(systems.load("double-well"), engine, platform="Reference")
     model = _double_model()
-    loss = _loss(model, target, 0.7)
+    loss = _loss(model, target, 0.7, extra_latents=extra_latents)
     params = dict(model.named_parameters())
     grads = torch.autograd.grad(loss, list(params.values()))
     checked = 0
@@ -36,9 +36,9 @@ def test_loss_gradient_matches_finite_differences(engine):
             original = flat[index].item()
             h = 1e-6
             flat[index] = original + h
-            up = _loss(model, target, 0.7).item()
+            up = _loss(model, target, 0.7, extra_latents=extra_latents).item()
             flat[index] = original - h
-            down = _loss(model, target, 0.7).item()
+            down = _loss(model, target, 0.7, extra_latents=extra_latents).item()
             flat[index] = original
             numeric = (up - down) / (2 * h)
             assert g.view(-1)[index].item() == pytest.approx(numeric, rel=1e-5, abs=1e-7), (name, index)
@@ -158,6 +158,58 @@ def test_log_prob_of_a_linear_gaussian_model_is_exact():
     assert torch.allclose(same_draws, -2 * estimate)
     with pytest.raises(ValueError, match="beta"):
         model.potential(x, beta=0.0)
+
+
+def test_extra_latents_tighten_the_bound_on_log_q_toward_the_exact_value():
+    """Linear Gaussian decoder, so log q(x) is exact; K = 0 is the paper's bound, larger K close the gap."""
+    torch.manual_seed(0)
+    model = CoarseGrainedModel(2, 1, hidden=(), init_std=0.3).double()
+    with torch.no_grad():
+        model.decoder[0].weight.copy_(torch.tensor([[1.5], [0.5]]))
+    cov = model.decoder[0].weight @ model.decoder[0].weight.T + torch.diag(torch.exp(2 * model.log_std))
+    exact = torch.distributions.MultivariateNormal(model.decoder[0].bias, cov)
+    with torch.no_grad():
+        z, x, eps = model.sample(4000, torch.Generator().manual_seed(2))
+        log_likelihood = model.log_likelihood(x, z)
+        gaps = [float((log_marginal_bound(model, x, z, log_likelihood, k) - exact.log_prob(x)).mean())
+                for k in (0, 4, 64)]
+    assert gaps[0] > gaps[1] > gaps[2] > -0.01      # an upper bound on average, tighter with K
+    assert gaps[0] > 0.1 and gaps[2] < 0.2 * gaps[0]
+    torch.manual_seed(3)
+    with torch.no_grad():
+        forward_gaps = [float(forward_kl(model, x, k) + exact.log_prob(x).mean()) for k in (1, 64)]
+    assert forward_gaps[0] > 0.1 and -0.01 < forward_gaps[1] < 0.2 * forward_gaps[0]   # −ELBO, then IWAE
+    with pytest.raises(ValueError, match="extra_latents"):
+        log_marginal_bound(model, x, z, log_likelihood, -1)
+
+
+def test_interrupted_training_resumes_with_the_same_numbers(tmp_path, monkeypatch):
+    """A run with the mixed objective and the tightened bound, stopped mid-stage by a failing energy
+    call, resumes from its checkpoint (model, optimizer, RNGs) to the same record as an uninterrupted run."""
+    from cvplug.plugins.rkl import method
+
+    torch.set_num_threads(1)
+    spec = systems.load("double-well")
+    options = dict(schedule=AdaptiveTempering(start=0.5, max_step=0.25), steps_per_stage=20, final_steps=20,
+                   batch_size=32, data=np.random.default_rng(0).normal(size=(50, 1, 3)), gamma=0.5, extra_latents=2,
+                   checkpoint_every=10, seed=0, show_progress=False)
+    whole = method.fit_model(spec, 1, **options).result
+    assert [h["beta"] for h in whole.history] == [0.5, 0.75, 1.0]
+    energy, calls = ToyTarget._energy, []
+
+    def failing(self, x):
+        calls.append(len(x))
+        if len(calls) == 35:                                       # stage 2, between its checkpoints
+            raise RuntimeError("simulated crash")
+        return energy(self, x)
+
+    monkeypatch.setattr(ToyTarget, "_energy", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        method.fit_model(spec, 1, work_dir=tmp_path, **options)
+    monkeypatch.setattr(ToyTarget, "_energy", energy)
+    resumed = method.fit_model(spec, 1, work_dir=tmp_path, **options).result
+    for key in ("beta", "loss", "kl", "force_calls"):
+        assert [h[key] for h in resumed.history] == pytest.approx([h[key] for h in whole.history], rel=1e-9), key
 
 
 def test_rigid_frame_round_trip_and_invariance():

@@ -47,6 +47,7 @@ def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, d
 
 def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering, *, steps_per_stage: int = 500,
           final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = 3.0,
+          extra_latents: int = 0,
           estimate_batch: Optional[int] = None, data: Optional[Tensor] = None, gamma: Optional[Gamma] = None,
           data_batch: int = 64, std_lr_factor: float = 1.0, encoder_steps: int = 0, seed: int = 0,
           checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
@@ -55,7 +56,9 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
 
     Each stage runs ``steps_per_stage`` Adam steps (``final_steps`` at the target β) on ``batch_size`` fresh
     samples, then estimates KL̂ on ``estimate_batch`` samples (default 4 × batch_size) and asks the schedule for the
-    next β. ``kappa``: per-sample gradient normalisation (None: off). Mixed objective: ``data`` (model
+    next β. ``kappa``: per-sample gradient normalisation (None: off). ``extra_latents``: K further encoder draws
+    per sample tightening the bound (:func:`.objective.log_marginal_bound`; 0 is the paper's eq. 16); the data
+    term then uses K + 1 draws too. Mixed objective: ``data`` (model
     coordinates [N, D]) with ``gamma`` (a float or a function of β) weighting the reverse bound against the
     data's −ELBO on ``data_batch`` points per step. ``std_lr_factor``: learning rate of log σθ relative to ``lr``;
     ``encoder_steps``: encoder-only steps (maximising log r(z | x) on fresh samples of q) before each step, so
@@ -97,12 +100,12 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
                 optimizer.zero_grad()
                 encoder_loss.backward()
                 optimizer.step()
-            terms = reverse_kl(model, target, beta, batch_size, kappa)
+            terms = reverse_kl(model, target, beta, batch_size, kappa, extra_latents)
             loss = terms.loss
             if data is not None:
-                g = gamma(beta) if callable(gamma) else gamma
                 picked = data[torch.randint(len(data), (min(data_batch, len(data)),))]
-                loss = mixed(loss, forward_kl(model, picked), g)
+                loss = mixed(loss, forward_kl(model, picked, extra_latents + 1),
+                             gamma(beta) if callable(gamma) else gamma)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -114,7 +117,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
             if stage_step % checkpoint_every == 0 and stage_step < stage_steps:
                 save()
         with torch.no_grad():
-            estimate = reverse_kl(model, target, beta, estimate_batch, None)
+            estimate = reverse_kl(model, target, beta, estimate_batch, None, extra_latents)
         kl = kl_estimate(estimate.log_weights, estimate.energy)
         result.history.append({"beta": beta, "steps": stage_steps, "loss": float(-estimate.log_weights.mean()),
                                "kl": kl, "force_calls": target.force_calls,
