@@ -50,24 +50,30 @@ def test_bias_needs_ranges_for_a_nonperiodic_cv(tmp_path):
         run(tmp_path, 100, bias_factor=1.0)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("engine,stride,dynamics,steps", [("openmm", 1, "brownian", 300_000),
-                                                          ("hills", 4, "langevin", 1_200_000)])
-def test_well_tempered_fes_matches_exact_double_well(tmp_path, engine, stride, dynamics, steps):
-    """F(x1) of the double well is x1^4/4 - 3 x1^2 + x1 (kT = 1; x2 integrates out).
-
-    Compared where the exact F is within 8 kT of its minimum, after removing the mean offset. Over seeds 0-2
-    benchmarks/bias_accuracy.py measured RMS errors of 0.12-0.38 kT for OpenMM's engine (Brownian, 300k steps)
-    and 0.25-0.33 kT for the hills engine at stride 4 (Langevin, 1.2M steps; at 300k steps Langevin runs of
-    either engine are not converged yet: 0.4-1.2 kT).
-    """
-    result = run(tmp_path, steps, report_every=1000, bias_factor=6.0, height=0.3, engine=engine, stride=stride,
-                 dynamics=dynamics)
+def fes_rms_error(out, seed, **options) -> float:
+    """RMS of F_metad(x1) − F_exact(x1) (kT) where the exact F = x1^4/4 − 3 x1^2 + x1 is within 8 kT of its
+    minimum, after removing the mean offset (x2 integrates out; kT = 1)."""
+    result = run(out, report_every=1000, bias_factor=6.0, height=0.3, seed=seed, **options)
     x = result.axes[0]
     exact = x**4 / 4 - 3 * x**2 + x
     exact -= exact.min()
     inside = exact < 8.0
     error = result.free_energy[inside] - exact[inside]
-    rms = np.sqrt(np.mean((error - error.mean()) ** 2))
-    print(f"double-well FES RMS error over F < 8 kT ({engine}, stride {stride}): {rms:.3f} kT")
-    assert rms < 0.5
+    return float(np.sqrt(np.mean((error - error.mean()) ** 2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine,stride,dynamics,steps", [("openmm", 1, "brownian", 300_000),
+                                                          ("hills", 4, "langevin", 1_200_000)])
+def test_well_tempered_fes_matches_exact_double_well(tmp_path, engine, stride, dynamics, steps):
+    """Seeds 0-2: the median RMS error of F(x1) is below 0.5 kT and no run is off by 1 kT.
+
+    One run's error is a random draw: benchmarks/bias_accuracy.py measured 0.12-0.38 kT over seeds 0-2 for OpenMM's
+    engine (Brownian, 300k steps), and 0.15-0.66 kT over seeds 0-5 for the hills engine at stride 4 (Langevin,
+    1.2M steps; one seed in six above 0.5). At 300k steps Langevin runs of either engine are not converged yet
+    (0.4-1.2 kT). A broken bias is off by several kT.
+    """
+    errors = [fes_rms_error(tmp_path / f"seed{seed}", seed, steps=steps, engine=engine, stride=stride,
+                            dynamics=dynamics) for seed in range(3)]
+    print(f"double-well FES RMS error over F < 8 kT ({engine}, stride {stride}), seeds 0-2: {errors} kT")
+    assert np.median(errors) < 0.5 and max(errors) < 1.0
