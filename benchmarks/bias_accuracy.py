@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from cvplug import CollectiveVariable, systems
+from cvplug.analysis import fes_rms_error
 from cvplug.bias import run_metadynamics
 from cvplug.features import Cartesians
 
@@ -40,10 +41,7 @@ def fes_error(engine: str, stride: int, dynamics: str, steps: int, seed: int) ->
                                   platform="Reference", progress=False)
     x = result.axes[0]
     exact = x**4 / 4 - 3 * x**2 + x
-    exact -= exact.min()
-    inside = exact < 8.0
-    error = result.free_energy[inside] - exact[inside]
-    return float(np.sqrt(np.mean((error - error.mean()) ** 2)))
+    return fes_rms_error(result.free_energy, exact - exact.min(), 8.0)[0]
 
 
 def main() -> None:
