@@ -1,3 +1,7 @@
+import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -73,7 +77,9 @@ def test_well_tempered_fes_matches_exact_double_well(tmp_path, engine, stride, d
     1.2M steps; one seed in six above 0.5). At 300k steps Langevin runs of either engine are not converged yet
     (0.4-1.2 kT). A broken bias is off by several kT.
     """
-    errors = [double_well_fes_error(tmp_path / f"seed{seed}", seed, steps=steps, engine=engine, stride=stride,
-                                    dynamics=dynamics) for seed in range(3)]
+    seeds = range(3)
+    one_seed = functools.partial(double_well_fes_error, steps=steps, engine=engine, stride=stride, dynamics=dynamics)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:   # two seeds at a time
+        errors = list(pool.map(one_seed, [tmp_path / f"seed{seed}" for seed in seeds], seeds))
     print(f"double-well FES RMS error over F < 8 kT ({engine}, stride {stride}), seeds 0-2: {errors} kT")
     assert np.median(errors) < 0.5 and max(errors) < 1.0
