@@ -92,7 +92,7 @@ class RklMethod:
         go to :func:`make_target`; ``hidden``, ``init_std``, ``init_gain``, ``input_gain`` to :func:`build_model`;
         ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
         (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
-        steps_per_stage, final_steps, batch_size, lr, kappa, estimate_batch, data_batch, std_lr_factor,
+        steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
         encoder_steps, checkpoint_every (:func:`.trainer.train`).
         """
         target = make_target(system_spec, engine, **(target_options or {}))
