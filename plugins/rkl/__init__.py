@@ -11,9 +11,9 @@ variable discovery without data" (arXiv:2002.10148, 2020). The method object reg
 >>> fitted.cv.export("rkl_cv.pt")           # the encoder mean as a TorchScript CV            # doctest: +SKIP
 
 Modules: :mod:`.model` (q(z) q(x|z) and r(z|x)), :mod:`.objective` (eq. 16 bound and its tightened form, KL
-estimate, mixed γ option), :mod:`.tempering` (Algorithm 1), :mod:`.gradnorm` (Appendix F), :mod:`.targets` and :mod:`.frame` (what is
-learned: toy potentials, molecules in a body-fixed frame, energies through the bridge), :mod:`.trainer`,
-:mod:`.method`.
+estimate, mixed γ option), :mod:`.tempering` (Algorithm 1), :mod:`.gradnorm` (Appendix F), :mod:`.targets` and
+:mod:`.frame` (what is learned: toy potentials, molecules in a body-fixed frame, energies through the bridge),
+:mod:`.trainer`, :mod:`.method`.
 """
 from .frame import RigidFrame
 from .gradnorm import cap_gradient_norms, normalize_sample_gradients
@@ -26,5 +26,5 @@ from .trainer import TrainingResult, train
 
 __all__ = ["method", "RklMethod", "RklFit", "build_model", "make_cv", "make_target", "CoarseGrainedModel",
            "EncoderMean", "Samples", "reverse_kl", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
-           "AdaptiveTempering", "normalize_sample_gradients", "cap_gradient_norms", "Target", "ToyTarget", "MoleculeTarget",
-           "RigidFrame", "springs_for_constraints", "TrainingResult", "train"]
+           "AdaptiveTempering", "normalize_sample_gradients", "cap_gradient_norms", "Target", "ToyTarget",
+           "MoleculeTarget", "RigidFrame", "springs_for_constraints", "TrainingResult", "train"]

@@ -47,9 +47,8 @@ def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, d
 
 def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering, *, steps_per_stage: int = 500,
           final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = 3.0,
-          extra_latents: int = 0,
-          estimate_batch: Optional[int] = None, data: Optional[Tensor] = None, gamma: Optional[Gamma] = None,
-          data_batch: int = 64, std_lr_factor: float = 1.0, encoder_steps: int = 0, seed: int = 0,
+          extra_latents: int = 0, estimate_batch: Optional[int] = None, data: Optional[Tensor] = None,
+          gamma: Optional[Gamma] = None, data_batch: int = 64, std_lr_factor: float = 1.0, encoder_steps: int = 0, seed: int = 0,
           checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
           show_progress: bool = True) -> TrainingResult:
     """Train ``model`` in place from ``schedule.start`` up to ``schedule.target``.
@@ -57,10 +56,10 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     Each stage runs ``steps_per_stage`` Adam steps (``final_steps`` at the target β) on ``batch_size`` fresh
     samples, then estimates KL̂ on ``estimate_batch`` samples (default 4 × batch_size) and asks the schedule for the
     next β. ``kappa``: per-sample gradient normalisation (None: off). ``extra_latents``: K further encoder draws
-    per sample tightening the bound (:func:`.objective.log_marginal_bound`; 0 is the paper's eq. 16); the data
-    term then uses K + 1 draws too. Mixed objective: ``data`` (model
-    coordinates [N, D]) with ``gamma`` (a float or a function of β) weighting the reverse bound against the
-    data's −ELBO on ``data_batch`` points per step. ``std_lr_factor``: learning rate of log σθ relative to ``lr``;
+    per sample tightening the bound (:func:`.objective.log_marginal_bound`; 0 is the paper's eq. 16). Mixed
+    objective: ``data`` (model coordinates [N, D]) with ``gamma`` (a float or a function of β) weighting the
+    reverse bound against the data's −log q bound on ``data_batch`` points per step (:func:`.objective.forward_kl`
+    with K + 1 encoder draws: the ELBO at K = 0). ``std_lr_factor``: learning rate of log σθ relative to ``lr``;
     ``encoder_steps``: encoder-only steps (maximising log r(z | x) on fresh samples of q) before each step, so
     the encoder keeps up with the decoder. ``checkpoint``: a file written every ``checkpoint_every``
     steps and at each stage's end; calling again with it resumes (same numbers as an uninterrupted run).
