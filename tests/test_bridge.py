@@ -9,7 +9,9 @@ import torch
 
 from cvplug import systems
 from cvplug.bridge import OpenMMEnergy, SamplePolicy, default_strategy
-from cvplug.bridge.context import usable_cores
+from cvplug.bridge.context import current_core, on_cores, shared_core, usable_cores
+from cvplug.bridge.pool import core_shares
+from cvplug.bridge.single import SingleContext
 
 RTOL = 1e-8
 
@@ -67,7 +69,8 @@ def test_worker_processes_match_direct_openmm_and_leave_no_processes(vacuum, str
     with OpenMMEnergy(vacuum, platform="Reference", batch_strategy=strategy, workers=2, copies=2) as energy:
         u, grad = bridge_values(energy, positions)
         pids = energy.evaluator.pids
-        assert len(pids) == 2 and energy.threads == max(1, usable_cores() // 2)
+        assert len(pids) == 2 and energy.threads == (1 if strategy == "replicated" else max(1, usable_cores() // 2))
+        assert [os.sched_getaffinity(pid) for pid in pids] == core_shares(2)  # each worker on its own cores
     u_ref, grad_ref = direct(vacuum, positions)
     assert relative_error(u, u_ref) < RTOL
     assert relative_error(grad, grad_ref) < RTOL
@@ -75,6 +78,33 @@ def test_worker_processes_match_direct_openmm_and_leave_no_processes(vacuum, str
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_core_shares_are_disjoint_and_cover_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert core_shares(2) == [{0, 1}, {2, 3}]
+    assert core_shares(3) == [{0}, {1}, {2}]
+    assert core_shares(5) == [{0}, {1}, {2}, {3}, {0}]  # more workers than cores: shared round-robin
+
+
+def thread_ids() -> set:
+    return set(os.listdir("/proc/self/task"))
+
+
+def test_one_thread_cpu_context_shares_the_callers_core(vacuum):
+    before = os.sched_getaffinity(0)
+    started = thread_ids()
+    evaluator = SingleContext(vacuum.system, "CPU", threads=1)
+    workers = thread_ids() - started
+    assert len(evaluator.cores) == 1 and len(workers) == 1  # OpenMM's one worker thread, on the caller's core
+    assert os.sched_getaffinity(int(workers.pop())) == evaluator.cores
+    assert os.sched_getaffinity(0) == before  # the caller is restricted only while it evaluates
+    energies, _ = evaluator(perturbed(vacuum, 3))
+    assert np.isfinite(energies).all() and os.sched_getaffinity(0) == before
+    assert shared_core("CPU", 2) is None and shared_core("Reference", 1) is None
+    with on_cores({current_core()}):
+        assert os.sched_getaffinity(0) == {current_core()}
+    assert os.sched_getaffinity(0) == before
 
 
 def test_gradcheck_toy_and_torch_twin():

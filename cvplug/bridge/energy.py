@@ -65,7 +65,9 @@ class OpenMMEnergy(torch.nn.Module):
         :func:`default_strategy`.
     workers : worker processes, each with its own Context (default: the usable cores for "pool", else 1, i.e.
         in this process); "replicated" with workers > 1 runs one replicated Context in each worker.
-    threads : CPU-platform threads per Context (default: the usable cores divided among the workers).
+    threads : CPU-platform threads per Context (default: 1 for "replicated", whose custom forces OpenMM evaluates
+        on one thread anyway; otherwise the usable cores divided among the workers). A one-thread CPU Context
+        shares its caller's core (:func:`~cvplug.bridge.context.shared_core`).
     copies : samples per OpenMM call of the replicated strategy.
     properties : further platform properties, e.g. ``{"Precision": "double"}`` on CUDA.
     policy : handling of high and non-finite energies.
@@ -95,13 +97,14 @@ class OpenMMEnergy(torch.nn.Module):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         self.workers = int(workers or (usable_cores() if self.batch_strategy == "pool" else 1))
-        self.threads = int(threads or max(1, usable_cores() // self.workers))
+        replicated = self.batch_strategy == "replicated"
+        self.threads = int(threads or (1 if replicated else max(1, usable_cores() // self.workers)))
         self.n_atoms = system.n_atoms
         self.platform = platform
         self.policy = policy
         self.temperature = system.temperature
         self.last_masked = torch.zeros(0, dtype=torch.bool)
-        if self.batch_strategy == "replicated":
+        if replicated:
             make = partial(ReplicatedContext, system.system, system.positions, copies, platform, self.threads,
                            properties)
         else:

@@ -6,6 +6,8 @@ Workers are started with ``spawn`` (safe with threads, CUDA and OpenMM), lazily 
 seconds (every worker imports torch). They are stopped by :meth:`WorkerPool.close`, when the pool is
 garbage-collected, at interpreter exit, and when a call is interrupted (Ctrl-C) or a worker dies. Workers ignore
 SIGINT (the parent decides) and exit by themselves when the parent disappears, since their pipe to it closes.
+Each worker runs on its own share of the usable cores (:func:`core_shares`), so workers do not compete for a
+core and a one-thread Context never waits for another core to wake up.
 A script that uses the pool must guard its entry point with ``if __name__ == "__main__":`` (spawn re-imports
 the main module in every worker).
 """
@@ -21,18 +23,30 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .context import Evaluator
+from .context import Evaluator, on_cores
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "core_shares"]
 
 _STOP_SECONDS = 5.0  # how long close() waits for workers to finish before terminating them
 
 
-def _serve(connection, make_evaluator: Callable[[], Evaluator]) -> None:
-    """A worker's life: build the evaluator, then answer position batches until told to stop or orphaned."""
+def core_shares(workers: int) -> list[frozenset[int]]:
+    """Disjoint shares of the usable cores, one per worker (cores // workers each; shared round-robin when there
+    are more workers than cores)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not cores:
+        return [frozenset()] * workers
+    size = max(1, len(cores) // workers)
+    return [frozenset(cores[(i * size + k) % len(cores)] for k in range(size)) for i in range(workers)]
+
+
+def _serve(connection, make_evaluator: Callable[[], Evaluator], cores: frozenset[int]) -> None:
+    """A worker's life: build the evaluator on ``cores``, then answer position batches until told to stop or
+    orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _answer(connection, make_evaluator)
+        with on_cores(cores):
+            _answer(connection, make_evaluator)
     except BaseException:
         traceback.print_exc()
         os._exit(1)
@@ -102,9 +116,9 @@ class WorkerPool:
         if self._processes:
             return
         spawn = multiprocessing.get_context("spawn")
-        for _ in range(self.workers):
+        for cores in core_shares(self.workers):
             parent_end, child_end = spawn.Pipe()
-            process = spawn.Process(target=_serve, args=(child_end, self.make_evaluator), daemon=True,
+            process = spawn.Process(target=_serve, args=(child_end, self.make_evaluator, cores), daemon=True,
                                     name="cvplug-bridge-worker")
             process.start()
             child_end.close()

@@ -29,7 +29,7 @@ import numpy as np
 import openmm
 import openmm.unit as unit
 
-from .context import evaluate, make_context
+from .context import evaluate, make_context, on_cores, shared_core
 
 __all__ = ["SUPPORTED_FORCES", "replicable_terms", "replicate", "ReplicatedContext"]
 
@@ -158,7 +158,8 @@ class ReplicatedContext:
                  properties: Optional[Mapping[str, str]] = None):
         replica, self.scales = replicate(system, copies)
         self.copies, self.n_atoms = copies, system.getNumParticles()
-        self.context = make_context(replica, platform, threads, properties)
+        self.cores = shared_core(platform, threads)
+        self.context = make_context(replica, platform, threads, properties, cores=self.cores)
         self._reference = np.asarray(reference_positions, dtype=np.float64).reshape(self.n_atoms, 3)
         self._positions = np.tile(self._reference, (copies, 1))
         self._forces = np.empty_like(self._positions)
@@ -166,18 +167,22 @@ class ReplicatedContext:
     def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         energies = np.empty(len(positions))
         forces = np.empty((len(positions), self.n_atoms, 3))
-        slots = self._positions.reshape(self.copies, self.n_atoms, 3)
-        for start in range(0, len(positions), self.copies):
-            chunk = positions[start:start + self.copies]
-            m = len(chunk)
-            slots[:m] = chunk
-            slots[m:] = self._reference
-            self.context.setPositions(self._positions)
-            derivatives = evaluate(self.context, self._forces, parameter_derivatives=True)\
-                .getEnergyParameterDerivatives()
-            energies[start:start + m] = [derivatives[scale] for scale in self.scales[:m]]
-            forces[start:start + m] = self._forces.reshape(self.copies, self.n_atoms, 3)[:m]
+        with on_cores(self.cores):
+            for start in range(0, len(positions), self.copies):
+                self._chunk(positions, start, energies, forces)
         return energies, forces
+
+    def _chunk(self, positions: np.ndarray, start: int, energies: np.ndarray, forces: np.ndarray) -> None:
+        """Evaluate positions[start : start + copies] in one call, writing into ``energies`` and ``forces``."""
+        slots = self._positions.reshape(self.copies, self.n_atoms, 3)
+        chunk = positions[start:start + self.copies]
+        m = len(chunk)
+        slots[:m] = chunk
+        slots[m:] = self._reference
+        self.context.setPositions(self._positions)
+        derivatives = evaluate(self.context, self._forces, parameter_derivatives=True).getEnergyParameterDerivatives()
+        energies[start:start + m] = [derivatives[scale] for scale in self.scales[:m]]
+        forces[start:start + m] = self._forces.reshape(self.copies, self.n_atoms, 3)[:m]
 
     def close(self) -> None:
         self.context = None
