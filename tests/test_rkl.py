@@ -212,6 +212,28 @@ def test_interrupted_training_resumes_with_the_same_numbers(tmp_path, monkeypatc
         assert [h[key] for h in resumed.history] == pytest.approx([h[key] for h in whole.history], rel=1e-9), key
 
 
+def test_learning_rate_decays_within_each_stage_and_milestones_train_as_long_as_the_target(monkeypatch):
+    from cvplug.plugins.rkl import method
+
+    torch.set_num_threads(1)
+    rates, adam_step = [], torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append([group["lr"] for group in self.param_groups])
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    schedule = AdaptiveTempering(start=0.5, max_step=0.25, milestones=(0.75,))
+    result = method.fit_model(systems.load("double-well"), 1, schedule=schedule, steps_per_stage=4, final_steps=6,
+                              lr=1e-2, std_lr_factor=0.5, stage_lr_floor=0.01, batch_size=16, seed=0,
+                              show_progress=False).result
+    assert [(h["beta"], h["steps"]) for h in result.history] == [(0.5, 4), (0.75, 6), (1.0, 6)]
+    decay = [0.01 ** (i / 4) for i in range(4)] + 2 * [0.01 ** (i / 6) for i in range(6)]
+    assert np.array(rates) == pytest.approx(np.outer(decay, [1e-2, 0.5e-2]), rel=1e-12)
+    with pytest.raises(ValueError, match="stage_lr_floor"):
+        method.fit_model(systems.load("double-well"), 1, stage_lr_floor=0.0, show_progress=False)
+
+
 def test_rigid_frame_round_trip_and_invariance():
     spec = systems.load("ala2-vacuum")
     frame = RigidFrame(22, 8, 6, 14)

@@ -93,7 +93,7 @@ class RklMethod:
         ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
         (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
         steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
-        encoder_steps, checkpoint_every (:func:`.trainer.train`).
+        encoder_steps, stage_lr_floor, checkpoint_every (:func:`.trainer.train`).
         """
         target = make_target(system_spec, engine, **(target_options or {}))
         seed_everything(seed)

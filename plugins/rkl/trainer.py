@@ -35,10 +35,13 @@ class TrainingResult:
     wall_s: float = 0.0
 
 
-def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, data, gamma, model) -> None:
+def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, stage_lr_floor: float, data, gamma,
+           model) -> None:
     if steps_per_stage < 1 or final_steps < 0 or batch_size < 2 or not lr > 0:
         raise ValueError("need steps_per_stage ≥ 1, final_steps ≥ 0, batch_size ≥ 2 and lr > 0, got "
                          f"{steps_per_stage}, {final_steps}, {batch_size}, {lr}")
+    if not 0 < stage_lr_floor <= 1:
+        raise ValueError(f"stage_lr_floor must lie in (0, 1], got {stage_lr_floor}")
     if (data is None) != (gamma is None):
         raise ValueError("the mixed objective needs both data and gamma (or neither)")
     if data is not None and (data.dim() != 2 or data.shape[1] != model.data_dim or len(data) == 0):
@@ -49,27 +52,31 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
           final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = 3.0,
           extra_latents: int = 0, estimate_batch: Optional[int] = None, data: Optional[Tensor] = None,
           gamma: Optional[Gamma] = None, data_batch: int = 64, std_lr_factor: float = 1.0, encoder_steps: int = 0,
-          seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
+          stage_lr_floor: float = 1.0, seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
           show_progress: bool = True) -> TrainingResult:
     """Train ``model`` in place from ``schedule.start`` up to ``schedule.target``.
 
-    Each stage runs ``steps_per_stage`` Adam steps (``final_steps`` at the target β) on ``batch_size`` fresh
-    samples, then estimates KL̂ on ``estimate_batch`` samples (default 4 × batch_size) and asks the schedule for the
-    next β. ``kappa``: per-sample gradient normalisation (None: off). ``extra_latents``: K further encoder draws
-    per sample tightening the bound (:func:`.objective.log_marginal_bound`; 0 is the paper's eq. 16). Mixed
+    Each stage runs ``steps_per_stage`` Adam steps (``final_steps`` at the target β and at the schedule's
+    milestones, where the caller wants a converged model) on ``batch_size`` fresh samples, then estimates KL̂ on
+    ``estimate_batch`` samples (default 4 × batch_size) and asks the schedule for the next β. ``kappa``:
+    per-sample gradient normalisation (None: off). ``extra_latents``: K further encoder draws per sample
+    tightening the bound (:func:`.objective.log_marginal_bound`; 0 is the paper's eq. 16). Mixed
     objective: ``data`` (model coordinates [N, D]) with ``gamma`` (a float or a function of β) weighting the
     reverse bound against the data's −log q bound on ``data_batch`` points per step (:func:`.objective.forward_kl`
     with K + 1 encoder draws: the ELBO at K = 0). ``std_lr_factor``: learning rate of log σθ relative to ``lr``;
     ``encoder_steps``: encoder-only steps (maximising log r(z | x) on fresh samples of q) before each step, so
-    the encoder keeps up with the decoder. ``checkpoint``: a file written every ``checkpoint_every``
-    steps and at each stage's end; calling again with it resumes (same numbers as an uninterrupted run).
+    the encoder keeps up with the decoder. ``stage_lr_floor``: within each stage the learning rates decay
+    geometrically to this fraction of their start (1: constant), so the model settles before β moves on.
+    ``checkpoint``: a file written every ``checkpoint_every`` steps and at each stage's end; calling again with it
+    resumes (same numbers as an uninterrupted run).
     """
     if data is not None:
         data = torch.as_tensor(data, dtype=model.offset.dtype)
-    _check(steps_per_stage, final_steps, batch_size, lr, data, gamma, model)
+    _check(steps_per_stage, final_steps, batch_size, lr, stage_lr_floor, data, gamma, model)
     estimate_batch = estimate_batch or 4 * batch_size
     others = [p for name, p in model.named_parameters() if name != "log_std"]
-    optimizer = torch.optim.Adam([{"params": others}, {"params": [model.log_std], "lr": lr * std_lr_factor}], lr=lr)
+    base_lrs = (lr, lr * std_lr_factor)
+    optimizer = torch.optim.Adam([{"params": others}, {"params": [model.log_std], "lr": base_lrs[1]}], lr=lr)
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     state = store.restore(model=model, optimizer=optimizer) if store is not None else None
     if state is None:
@@ -90,8 +97,10 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
 
     bar = progress(desc="rkl", enabled=show_progress, unit="step")
     while True:
-        stage_steps = final_steps if schedule.done(beta) else steps_per_stage
+        stage_steps = final_steps if schedule.done(beta) or beta in schedule.milestones else steps_per_stage
         while stage_step < stage_steps:
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * stage_lr_floor ** (stage_step / stage_steps)
             for _ in range(encoder_steps):
                 with torch.no_grad():
                     z, x, _ = model.sample(batch_size)
