@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--extra-latents", type=int, default=0,
                         help="K encoder draws tightening the bound (0: the paper's eq. 16)")
+    parser.add_argument("--stage-lr-floor", type=float, default=1.0,
+                        help="learning rate at the end of each stage, relative to its start (1: constant)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads and OpenMM bridge workers")
     parser.add_argument("--quiet", action="store_true")
@@ -58,7 +60,7 @@ def main() -> None:
     fitted = method.fit_model(spec, 2, target_options={"threads": 1, "workers": args.threads}, init_std=0.01,
                               schedule=AdaptiveTempering(), steps_per_stage=args.steps_per_stage,
                               final_steps=args.final_steps, batch_size=args.batch, seed=args.seed,
-                              extra_latents=args.extra_latents,
+                              extra_latents=args.extra_latents, stage_lr_floor=args.stage_lr_floor,
                               work_dir=args.out, show_progress=not args.quiet)
     fitted.cv.export(args.out / "rkl_cv.pt")
     with torch.no_grad():
