@@ -162,6 +162,7 @@ class ReplicatedContext:
         self.context = make_context(replica, platform, threads, properties, cores=self.cores)
         self._reference = np.asarray(reference_positions, dtype=np.float64).reshape(self.n_atoms, 3)
         self._positions = np.tile(self._reference, (copies, 1))
+        self._slots = self._positions.reshape(copies, self.n_atoms, 3)   # a view: copy k's positions
         self._forces = np.empty_like(self._positions)
 
     def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -174,11 +175,10 @@ class ReplicatedContext:
 
     def _chunk(self, positions: np.ndarray, start: int, energies: np.ndarray, forces: np.ndarray) -> None:
         """Evaluate positions[start : start + copies] in one call, writing into ``energies`` and ``forces``."""
-        slots = self._positions.reshape(self.copies, self.n_atoms, 3)
         chunk = positions[start:start + self.copies]
         m = len(chunk)
-        slots[:m] = chunk
-        slots[m:] = self._reference
+        self._slots[:m] = chunk
+        self._slots[m:] = self._reference
         self.context.setPositions(self._positions)
         derivatives = evaluate(self.context, self._forces, parameter_derivatives=True).getEnergyParameterDerivatives()
         energies[start:start + m] = [derivatives[scale] for scale in self.scales[:m]]
