@@ -8,6 +8,7 @@ acceptance criteria of the issue fail (:mod:`cvplug.plugins.rkl.double_well`).
 
     python examples/rkl_double_well.py --seeds 0 1 2 --out runs/rkl-double-well
     python examples/rkl_double_well.py --extra-latents 0 --out runs/rkl-double-well-k0   # the paper's bound
+    python examples/rkl_double_well.py --kappa 10 --seeds 0 1 2 3 --out runs/rkl-double-well-kappa10
 
 Writes results.json in --out.
 """
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/rkl-double-well"))
     parser.add_argument("--extra-latents", type=int, default=SETTINGS["extra_latents"],
                         help="K encoder draws tightening the bound (0: the paper's eq. 16)")
+    parser.add_argument("--kappa", type=lambda v: None if v == "none" else float(v), default=SETTINGS["kappa"],
+                        help="per-sample gradient cap, in batch-mean norms ('none': off)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args()
@@ -39,7 +42,7 @@ def main() -> None:
     results = {}
     for seed in args.seeds:
         fitted = fit(spec, seed, work_dir=args.out / f"seed{seed}", show_progress=not args.quiet,
-                     extra_latents=args.extra_latents)
+                     extra_latents=args.extra_latents, kappa=args.kappa)
         numbers = report(fitted.model, fitted.result.snapshots, spec.toy.u, seed=seed)
         numbers.update(force_calls=fitted.result.force_calls, wall_s=fitted.result.wall_s,
                        stages=len(fitted.result.history), failures=failures(numbers))
