@@ -1,7 +1,7 @@
 """Scientific check of reverse-KL coarse-graining (Schöberl et al.) on the double well: the issue's acceptance.
 
-examples/rkl_double_well.py runs the same training for three seeds and prints the table. The second test checks
-why the tightened bound keeps the minor mode: its optimum sits at the exact weight, the paper's sits below.
+examples/rkl_double_well.py runs the same training for three seeds and prints the table. The last test checks why
+the tightened bound keeps the minor mode: its optimum sits at the exact weight, the paper's sits below.
 """
 import pytest
 import torch
@@ -13,19 +13,31 @@ from cvplug.plugins.rkl.double_well import failures, fit, report
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: seed 0 gives x1 > 0 weight 0.0161 at β = 1 (exact 0.0083, "
-                   "met), 0.169 at β = 0.5 (exact 0.091), std x1 0.650 (0.522), |corr(z, x1)| 0.894 (≥ 0.95); "
-                   "see examples/rkl_double_well.py and the README")
-def test_double_well_statistics_match_quadrature():
-    """β = 1: means and stds of x1, x2 within 0.1 of exact, x1 > 0 weight within ×2 of 0.0083; β = 0.5: x1 > 0
-    weight within 0.03 of 0.091; |corr(z, x1)| ≥ 0.95 on exact samples."""
+@pytest.fixture(scope="module")
+def double_well_numbers():
+    """Seed 0 trained with the double-well defaults, judged by :func:`report` (≈ 4 minutes)."""
     torch.set_num_threads(1)
     spec = systems.load("double-well")
     fitted = fit(spec, seed=0, show_progress=False)
     numbers = report(fitted.model, fitted.result.snapshots, spec.toy.u)
     assert numbers["exact"]["weight_x1_pos"] == pytest.approx(0.0083, abs=1e-4)
     assert numbers["exact_half_beta_weight"] == pytest.approx(0.0908, abs=1e-4)
-    assert failures(numbers) == []
+    return numbers
+
+
+def test_double_well_minor_mode_survives_tempering(double_well_numbers):
+    """The x1 > 0 mode is still there at β = 1, with at least half its exact weight 0.0083 (the paper's bound
+    loses it: 0–0.0011; README)."""
+    assert double_well_numbers["model"]["weight_x1_pos"] >= 0.5 * double_well_numbers["exact"]["weight_x1_pos"]
+
+
+@pytest.mark.xfail(strict=True, reason="not met yet: seed 0 gives x1 > 0 weight 0.0161 at β = 1 (exact 0.0083, "
+                   "met), 0.169 at β = 0.5 (exact 0.091), std x1 0.650 (0.522), |corr(z, x1)| 0.894 (≥ 0.95); "
+                   "see examples/rkl_double_well.py and the README")
+def test_double_well_statistics_match_quadrature(double_well_numbers):
+    """β = 1: means and stds of x1, x2 within 0.1 of exact, x1 > 0 weight within ×2 of 0.0083; β = 0.5: x1 > 0
+    weight within 0.03 of 0.091; |corr(z, x1)| ≥ 0.95 on exact samples."""
+    assert failures(double_well_numbers) == []
 
 
 class _JumpDecoder(torch.nn.Module):
