@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/cvplug demo --out demo-output
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
