@@ -68,6 +68,8 @@ def main() -> None:
 
     data, gamma = None, None
     if args.data_frames > 0:
+        if args.data_steps < args.data_frames:
+            raise SystemExit(f"--data-steps ({args.data_steps}) must be at least --data-frames ({args.data_frames})")
         every = args.data_steps // args.data_frames
         data_path = simulate(spec, every * args.data_frames, args.out / "data.dcd", report_every=every,
                              seed=args.seed + 1, progress=not args.quiet)

@@ -15,6 +15,7 @@ import torch
 
 from cvplug.metrics import boltzmann_grid
 
+from .gradnorm import KAPPA
 from .method import RklFit, method
 from .model import CoarseGrainedModel
 from .tempering import AdaptiveTempering
@@ -25,7 +26,7 @@ __all__ = ["BOUNDS", "ACCEPTANCE", "SETTINGS", "fit", "exact_statistics", "model
 BOUNDS = ((-8.0, 8.0), (-10.0, 10.0))  # box holding all but ~1e-20 of the mass at β ≥ 0.5
 MOMENTS = ("mean_x1", "std_x1", "mean_x2", "std_x2")
 SETTINGS = dict(lr=5e-3, init_std=0.1, init_gain=5.0, input_gain=5.0, encoder_steps=2, extra_latents=16,
-                stage_lr_floor=0.01, final_steps=5000, kappa=3.0)
+                stage_lr_floor=0.01, final_steps=5000, kappa=KAPPA)
 """Training options (:meth:`.method.RklMethod.fit_model`) of the double-well runs; the schedule is :func:`fit`'s.
 
 The minor mode's weight is set by where the decoder jumps between the wells, and only the few samples near the

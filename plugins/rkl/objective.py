@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .gradnorm import normalize_sample_gradients
+from .gradnorm import KAPPA, normalize_sample_gradients
 from .model import LOG_2PI, CoarseGrainedModel, gaussian_log_density
 from .targets import Target
 
@@ -43,7 +43,7 @@ class ReverseKL(NamedTuple):
 
 
 def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_size: int,
-               kappa: float | None = 3.0, extra_latents: int = 0) -> ReverseKL:
+               kappa: float | None = KAPPA, extra_latents: int = 0) -> ReverseKL:
     """The data-free bound F = −⟨log w⟩ on ``batch_size`` fresh samples of q(x, z) at inverse temperature β.
 
     ``kappa``: per-sample gradient normalisation (:mod:`.gradnorm`); None switches it off. ``extra_latents`` K > 0

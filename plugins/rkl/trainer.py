@@ -13,6 +13,7 @@ from torch import Tensor
 
 from cvplug.training import Checkpoint, progress, seed_everything
 
+from .gradnorm import KAPPA
 from .model import CoarseGrainedModel
 from .objective import forward_kl, kl_estimate, mixed, reverse_kl
 from .targets import Target
@@ -49,7 +50,7 @@ def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, s
 
 
 def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering, *, steps_per_stage: int = 500,
-          final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = 3.0,
+          final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = KAPPA,
           extra_latents: int = 0, estimate_batch: Optional[int] = None, data: Optional[Tensor] = None,
           gamma: Optional[Gamma] = None, data_batch: int = 64, std_lr_factor: float = 1.0, encoder_steps: int = 0,
           stage_lr_floor: float = 1.0, seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
