@@ -30,6 +30,7 @@ from cvplug.analysis import ALA2_BASINS
 from cvplug.features import dihedral_angles
 from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_gyration
 from cvplug.plugins.rkl import AdaptiveTempering, method
+from cvplug.plugins.rkl.gradnorm import KAPPA
 from cvplug.simulate import load_trajectory, simulate, trajectory_positions
 
 
@@ -52,6 +53,10 @@ def main() -> None:
                         help="K encoder draws tightening the bound (0: the paper's eq. 16)")
     parser.add_argument("--stage-lr-floor", type=float, default=1.0,
                         help="learning rate at the end of each stage, relative to its start (1: constant)")
+    parser.add_argument("--kappa", type=lambda v: None if v == "none" else float(v), default=KAPPA,
+                        help="per-sample gradient cap, in batch-mean norms ('none': off)")
+    parser.add_argument("--max-step", type=float, default=AdaptiveTempering.max_step,
+                        help="largest tempering step Δβ_max")
     parser.add_argument("--data-frames", type=int, default=0,
                         help="frames of a separate MD run for the eq.-39 mixed objective (0: no data)")
     parser.add_argument("--data-steps", type=int, default=50_000, help="2 fs MD steps that the data frames span")
@@ -76,9 +81,9 @@ def main() -> None:
         data, gamma = trajectory_positions(load_trajectory(data_path), spec), args.gamma
     fitted = method.fit_model(spec, 2, target_options={"threads": 1, "workers": args.threads}, init_std=0.01,
                               data=data, gamma=gamma,
-                              schedule=AdaptiveTempering(), steps_per_stage=args.steps_per_stage,
+                              schedule=AdaptiveTempering(max_step=args.max_step), steps_per_stage=args.steps_per_stage,
                               final_steps=args.final_steps, batch_size=args.batch, seed=args.seed,
-                              extra_latents=args.extra_latents, stage_lr_floor=args.stage_lr_floor,
+                              extra_latents=args.extra_latents, kappa=args.kappa, stage_lr_floor=args.stage_lr_floor,
                               work_dir=args.out, show_progress=not args.quiet)
     fitted.cv.export(args.out / "rkl_cv.pt")
     with torch.no_grad():

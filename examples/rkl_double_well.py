@@ -9,7 +9,7 @@ weight of the model kept at β = 0.5, |Pearson corr(z, x1)| on exact samples, th
 
     python examples/rkl_double_well.py --seeds 0 1 2 --out runs/rkl-double-well
     python examples/rkl_double_well.py --extra-latents 0 --out runs/rkl-double-well-k0   # the paper's bound
-    python examples/rkl_double_well.py --kappa 10 --seeds 0 1 2 3 --out runs/rkl-double-well-kappa10
+    python examples/rkl_double_well.py --kappa 3 --max-step 0.1 --out runs/rkl-double-well-old   # earlier defaults
 
 Writes results.json in --out.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from cvplug import systems
-from cvplug.plugins.rkl.double_well import SETTINGS, failures, fit, report
+from cvplug.plugins.rkl.double_well import MAX_STEP, SETTINGS, failures, fit, report
 
 ROWS = ("mean_x1", "std_x1", "mean_x2", "std_x2", "weight_x1_pos")
 
@@ -35,6 +35,7 @@ def main() -> None:
                         help="K encoder draws tightening the bound (0: the paper's eq. 16)")
     parser.add_argument("--kappa", type=lambda v: None if v == "none" else float(v), default=SETTINGS["kappa"],
                         help="per-sample gradient cap, in batch-mean norms ('none': off)")
+    parser.add_argument("--max-step", type=float, default=MAX_STEP, help="largest tempering step Δβ_max")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args()
@@ -43,7 +44,7 @@ def main() -> None:
     results = {}
     for seed in args.seeds:
         fitted = fit(spec, seed, work_dir=args.out / f"seed{seed}", show_progress=not args.quiet,
-                     extra_latents=args.extra_latents, kappa=args.kappa)
+                     max_step=args.max_step, extra_latents=args.extra_latents, kappa=args.kappa)
         numbers = report(fitted.model, fitted.result.snapshots, spec.toy.u, seed=seed)
         numbers.update(force_calls=fitted.result.force_calls, wall_s=fitted.result.wall_s,
                        stages=len(fitted.result.history), failures=failures(numbers))

@@ -25,19 +25,17 @@ def double_well_numbers():
     return numbers
 
 
-def test_double_well_minor_mode_survives_tempering(double_well_numbers):
-    """The x1 > 0 mode is still there at β = 1, with at least half its exact weight 0.0083 (the paper's bound
-    loses it: 0–0.0011; README)."""
-    assert double_well_numbers["model"]["weight_x1_pos"] >= 0.5 * double_well_numbers["exact"]["weight_x1_pos"]
-
-
-@pytest.mark.xfail(strict=True, reason="not met yet: seed 0 gives x1 > 0 weight 0.0161 at β = 1 (exact 0.0083, "
-                   "met), 0.169 at β = 0.5 (exact 0.091), std x1 0.650 (0.522), |corr(z, x1)| 0.894 (≥ 0.95); "
-                   "see examples/rkl_double_well.py and the README")
-def test_double_well_statistics_match_quadrature(double_well_numbers):
+def test_double_well_moments_and_mode_weights_match_quadrature(double_well_numbers):
     """β = 1: means and stds of x1, x2 within 0.1 of exact, x1 > 0 weight within ×2 of 0.0083; β = 0.5: x1 > 0
-    weight within 0.03 of 0.091; |corr(z, x1)| ≥ 0.95 on exact samples."""
-    assert failures(double_well_numbers) == []
+    weight within 0.03 of 0.091 (seeds 0–5 all meet these; README)."""
+    assert [f for f in failures(double_well_numbers) if not f.startswith("|corr")] == []
+
+
+@pytest.mark.xfail(strict=True, reason="not met: seed 0 gives |corr(z, x1)| 0.329; the objective's optimum has "
+                   "0.73 and models meeting 0.95 lie 0.011 nats above it (README, tests/test_rkl.py -k optimum)")
+def test_double_well_latent_correlates_with_x1(double_well_numbers):
+    """|Pearson corr(μφ(x), x1)| ≥ 0.95 on exact samples."""
+    assert double_well_numbers["correlation"] >= 0.95
 
 
 class _JumpDecoder(torch.nn.Module):
