@@ -381,3 +381,24 @@ def test_the_objectives_optimum_misses_the_correlation_criterion_that_a_worse_mo
 
     assert exact_kl(transport, u) < 0.001 and correlation(transport) < 0.8
     assert exact_kl(labeller, u) > exact_kl(transport, u) + 0.01 and correlation(labeller) > 0.95
+
+
+class _CubeEncoder(torch.nn.Module):
+    """r(z | x) with mean x1³ and log std 0."""
+
+    def forward(self, x):
+        return torch.stack([x[:, 0] ** 3, torch.zeros_like(x[:, 0])], 1)
+
+
+def test_report_judges_pearson_r_of_the_encoder_mean_and_gives_spearman_rho_beside_it():
+    """μφ(x) = x1³ orders exact samples exactly like x1 (ρ = 1) but is not linear in it (r < 1)."""
+    from cvplug.plugins.rkl.double_well import exact_samples, report
+
+    u = systems.load("double-well").toy.u
+    model = _fixed_model(lambda z: -2.44 + 0.5 * z, 0.1)
+    model.encoder = _CubeEncoder()
+    numbers = report(model, {0.5: model.state_dict()}, u, n=20_000)
+    x1 = exact_samples(u)[:, 0]
+    assert numbers["rank_correlation"] == pytest.approx(1.0, abs=1e-12)
+    assert numbers["correlation"] == pytest.approx(abs(np.corrcoef(x1 ** 3, x1)[0, 1]), abs=1e-6)
+    assert numbers["correlation"] < 0.9

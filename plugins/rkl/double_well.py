@@ -12,7 +12,7 @@ import copy
 
 import numpy as np
 import torch
-from scipy.stats import norm
+from scipy.stats import norm, spearmanr
 
 from cvplug.metrics import boltzmann_grid
 
@@ -124,7 +124,8 @@ def posterior_mean(model: CoarseGrainedModel, x: np.ndarray, latent_nodes: int =
 
 def report(model: CoarseGrainedModel, snapshots: dict, u, n: int = 200_000, seed: int = 0) -> dict:
     """Model vs exact numbers at β = 1 and, from ``snapshots[0.5]`` (a state_dict), the x1 > 0 weight at β = 0.5;
-    ``kl`` and ``half_beta_kl``: the models' exact KL(q ‖ p_β) (:func:`exact_kl`)."""
+    ``kl`` and ``half_beta_kl``: the models' exact KL(q ‖ p_β) (:func:`exact_kl`); ``correlation`` and
+    ``rank_correlation``: |Pearson r| and |Spearman ρ| of μφ(x) with x1 on exact samples (only r is judged)."""
     half = copy.deepcopy(model)
     half.load_state_dict(snapshots[0.5])
     samples = exact_samples(u, seed=seed)
@@ -134,7 +135,8 @@ def report(model: CoarseGrainedModel, snapshots: dict, u, n: int = 200_000, seed
             "model_half_beta_weight": model_statistics(half, n, seed)["weight_x1_pos"],
             "exact_half_beta_weight": exact_statistics(u, 0.5)["weight_x1_pos"],
             "kl": exact_kl(model, u), "half_beta_kl": exact_kl(half, u, 0.5),
-            "correlation": float(abs(np.corrcoef(z, samples[:, 0])[0, 1]))}
+            "correlation": float(abs(np.corrcoef(z, samples[:, 0])[0, 1])),
+            "rank_correlation": float(abs(spearmanr(z, samples[:, 0]).statistic))}
 
 
 def failures(numbers: dict) -> list[str]:
