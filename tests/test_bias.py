@@ -55,13 +55,17 @@ def test_bias_needs_ranges_for_a_nonperiodic_cv(tmp_path):
         run(tmp_path, 100, bias_factor=1.0)
 
 
-def double_well_fes_error(out, seed, **options) -> float:
-    """RMS of F_metad(x1) − F_exact(x1) (kT) where the exact F = x1^4/4 − 3 x1^2 + x1 is within 8 kT of its
-    minimum, after removing the mean offset (x2 integrates out; kT = 1)."""
+def double_well_fes(out, seed, **options) -> tuple[np.ndarray, np.ndarray]:
+    """x1 grid and well-tempered F(x1) (kT) of one metadynamics run on the double well."""
     result = run(out, report_every=1000, bias_factor=6.0, height=0.3, seed=seed, **options)
-    x = result.axes[0]
+    return result.axes[0], result.free_energy
+
+
+def double_well_fes_error(x, free_energy) -> float:
+    """RMS of F − F_exact (kT) where the exact F = x1^4/4 − 3 x1^2 + x1 is within 8 kT of its minimum, after
+    removing the mean offset (x2 integrates out; kT = 1)."""
     exact = x**4 / 4 - 3 * x**2 + x
-    rms, covered = fes_rms_error(result.free_energy, exact - exact.min(), 8.0)
+    rms, covered = fes_rms_error(free_energy, exact - exact.min(), 8.0)
     assert covered == 1.0
     return rms
 
@@ -70,16 +74,23 @@ def double_well_fes_error(out, seed, **options) -> float:
 @pytest.mark.parametrize("engine,stride,dynamics,steps", [("openmm", 1, "brownian", 300_000),
                                                           ("hills", 4, "langevin", 1_200_000)])
 def test_well_tempered_fes_matches_exact_double_well(tmp_path, engine, stride, dynamics, steps):
-    """Seeds 0-2: the median RMS error of F(x1) is below 0.5 kT and no run is off by 1 kT.
+    """Seeds 0-7: the mean of the eight runs' F(x1) is within 0.5 kT RMS of the exact F, and no run is off by 2 kT.
 
-    One run's error is a random draw: benchmarks/bias_accuracy.py measured 0.12-0.38 kT over seeds 0-2 for OpenMM's
-    engine (Brownian, 300k steps), and 0.15-0.66 kT over seeds 0-5 for the hills engine at stride 4 (Langevin,
-    1.2M steps; one seed in six above 0.5). At 300k steps Langevin runs of either engine are not converged yet
-    (0.4-1.2 kT). A broken bias is off by several kT.
+    One run's error is a random draw, and which draw a seed gives moves with the machine (floating-point order
+    changes a chaotic trajectory). Over seeds 0-39 on 2026-12-02 (`benchmarks/bias_accuracy.py --seeds 40`):
+    OpenMM's engine (Brownian, 300k steps) gave 0.12-1.46 kT per run, 30 % above 0.5; the hills engine at
+    stride 4 (Langevin, 1.2M steps) 0.10-0.71 kT, 12 % above 0.5; a clean clone failed the earlier "median of
+    seeds 0-2 below 0.5 kT". The mean F of eight runs, resampled as 20 000 eight-seed subsets of the forty:
+    median 0.13 / 0.09 kT, 99.9th percentile 0.51 / 0.31 kT (OpenMM / hills; 0.16 % / 0 % of subsets fail this
+    test). A broken bias is off by several kT.
     """
-    seeds = range(3)
-    one_seed = functools.partial(double_well_fes_error, steps=steps, engine=engine, stride=stride, dynamics=dynamics)
+    seeds = range(8)
+    one_seed = functools.partial(double_well_fes, steps=steps, engine=engine, stride=stride, dynamics=dynamics)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:   # two seeds at a time
-        errors = list(pool.map(one_seed, [tmp_path / f"seed{seed}" for seed in seeds], seeds))
-    print(f"double-well FES RMS error over F < 8 kT ({engine}, stride {stride}), seeds 0-2: {errors} kT")
-    assert np.median(errors) < 0.5 and max(errors) < 1.0
+        runs = list(pool.map(one_seed, [tmp_path / f"seed{seed}" for seed in seeds], seeds))
+    x = runs[0][0]
+    errors = [double_well_fes_error(x, free_energy) for _, free_energy in runs]
+    mean_error = double_well_fes_error(x, np.mean([free_energy for _, free_energy in runs], axis=0))
+    print(f"double-well FES RMS error over F < 8 kT ({engine}, stride {stride}): seeds 0-7 {errors} kT, "
+          f"their mean F {mean_error} kT")
+    assert mean_error < 0.5 and max(errors) < 2.0
