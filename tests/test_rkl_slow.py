@@ -1,4 +1,4 @@
-"""Scientific check of reverse-KL coarse-graining (Schöberl et al.) on the double well: the issue's acceptance.
+"""Scientific check of reverse-KL coarse-graining (Schöberl et al.) on the double well: the acceptance but |corr|.
 
 examples/rkl_double_well.py runs the same training for three seeds and prints the table. The last test checks why
 the tightened bound keeps the minor mode: its optimum sits at the exact weight, the paper's sits below.
@@ -27,15 +27,12 @@ def double_well_numbers():
 
 def test_double_well_moments_and_mode_weights_match_quadrature(double_well_numbers):
     """β = 1: means and stds of x1, x2 within 0.1 of exact, x1 > 0 weight within ×2 of 0.0083; β = 0.5: x1 > 0
-    weight within 0.03 of 0.091 (seeds 0–5 all meet these; README)."""
+    weight within 0.03 of 0.091 (seeds 0–5 all meet these; README).
+
+    The issue's last criterion, |corr(μφ(x), x1)| ≥ 0.95, is not asserted: seeds 0–5 give 0.33–0.98 (one meets
+    it), and the objective's optimum has 0.73 (tests/test_rkl.py -k optimum). A machine whose floating-point order
+    redraws the training could meet it by chance, so a strict xfail would fail there for no fault."""
     assert [f for f in failures(double_well_numbers) if not f.startswith("|corr")] == []
-
-
-@pytest.mark.xfail(strict=True, reason="not met: seed 0 gives |corr(z, x1)| 0.329; the objective's optimum has "
-                   "0.73 and models meeting 0.95 lie 0.011 nats above it (README, tests/test_rkl.py -k optimum)")
-def test_double_well_latent_correlates_with_x1(double_well_numbers):
-    """|Pearson corr(μφ(x), x1)| ≥ 0.95 on exact samples."""
-    assert double_well_numbers["correlation"] >= 0.95
 
 
 class _JumpDecoder(torch.nn.Module):
