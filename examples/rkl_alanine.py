@@ -30,7 +30,7 @@ from cvplug.analysis import ALA2_BASINS
 from cvplug.features import dihedral_angles
 from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_gyration
 from cvplug.plugins.rkl import AdaptiveTempering, method
-from cvplug.plugins.rkl.gradnorm import KAPPA
+from cvplug.plugins.rkl.gradnorm import KAPPA, parse_kappa
 from cvplug.simulate import load_trajectory, simulate, trajectory_positions
 
 
@@ -53,7 +53,7 @@ def main() -> None:
                         help="K encoder draws tightening the bound (0: the paper's eq. 16)")
     parser.add_argument("--stage-lr-floor", type=float, default=1.0,
                         help="learning rate at the end of each stage, relative to its start (1: constant)")
-    parser.add_argument("--kappa", type=lambda v: None if v == "none" else float(v), default=KAPPA,
+    parser.add_argument("--kappa", type=parse_kappa, default=KAPPA,
                         help="per-sample gradient cap, in batch-mean norms ('none': off)")
     parser.add_argument("--max-step", type=float, default=AdaptiveTempering.max_step,
                         help="largest tempering step Δβ_max")

@@ -23,6 +23,7 @@ import torch
 
 from cvplug import systems
 from cvplug.plugins.rkl.double_well import MAX_STEP, SETTINGS, failures, fit, report
+from cvplug.plugins.rkl.gradnorm import parse_kappa
 
 ROWS = ("mean_x1", "std_x1", "mean_x2", "std_x2", "weight_x1_pos")
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/rkl-double-well"))
     parser.add_argument("--extra-latents", type=int, default=SETTINGS["extra_latents"],
                         help="K encoder draws tightening the bound (0: the paper's eq. 16)")
-    parser.add_argument("--kappa", type=lambda v: None if v == "none" else float(v), default=SETTINGS["kappa"],
+    parser.add_argument("--kappa", type=parse_kappa, default=SETTINGS["kappa"],
                         help="per-sample gradient cap, in batch-mean norms ('none': off)")
     parser.add_argument("--max-step", type=float, default=MAX_STEP, help="largest tempering step Δβ_max")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -309,6 +309,7 @@ def test_double_well_exact_statistics_samples_and_acceptance():
     assert failures(perfect) == []
     collapsed = {**perfect, "model": {**exact, "std_x1": 0.29, "weight_x1_pos": 0.0}, "correlation": 0.5}
     assert [f.split(":")[0] for f in failures(collapsed)] == ["std_x1", "x1 > 0 weight", "|corr(z, x1)|"]
+    assert [f.split(":")[0] for f in failures(collapsed, judge_correlation=False)] == ["std_x1", "x1 > 0 weight"]
 
 
 @pytest.mark.parametrize("beta", [1.0, 0.5])

@@ -98,7 +98,7 @@ def exact_kl(model: CoarseGrainedModel, u, beta: float = 1.0, n: int = 801, late
     return float(np.sum(q[kept] * (np.log(q[kept]) - np.log(np.maximum(p[kept], np.finfo(float).tiny)))))
 
 
-def _latent_grid(model: CoarseGrainedModel, latent_nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _latent_grid(model: CoarseGrainedModel, latent_nodes: int) -> tuple[np.ndarray, ...]:
     """z nodes on [−8, 8], their prior masses, μθ(z) [nodes, 2] and σθ [2] of a 1-d latent model (float64)."""
     if model.latent_dim != 1 or model.data_dim != 2:
         raise ValueError(f"need latent_dim 1 and data_dim 2, got {model.latent_dim} and {model.data_dim}")
@@ -139,8 +139,9 @@ def report(model: CoarseGrainedModel, snapshots: dict, u, n: int = 200_000, seed
             "rank_correlation": float(abs(spearmanr(z, samples[:, 0]).statistic))}
 
 
-def failures(numbers: dict) -> list[str]:
-    """The acceptance criteria :func:`report`'s ``numbers`` miss (empty when all hold)."""
+def failures(numbers: dict, judge_correlation: bool = True) -> list[str]:
+    """The acceptance criteria :func:`report`'s ``numbers`` miss (empty when all hold); ``judge_correlation=False``
+    leaves out |corr(z, x1)|."""
     model, exact, missed = numbers["model"], numbers["exact"], []
     for key in MOMENTS:
         if abs(model[key] - exact[key]) > ACCEPTANCE["moment_abs"]:
@@ -151,6 +152,6 @@ def failures(numbers: dict) -> list[str]:
     half, exact_half = numbers["model_half_beta_weight"], numbers["exact_half_beta_weight"]
     if abs(half - exact_half) > ACCEPTANCE["half_beta_weight_abs"]:
         missed.append(f"x1 > 0 weight at β = 0.5: {half:.4f} vs exact {exact_half:.4f}")
-    if numbers["correlation"] < ACCEPTANCE["correlation"]:
+    if judge_correlation and numbers["correlation"] < ACCEPTANCE["correlation"]:
         missed.append(f"|corr(z, x1)|: {numbers['correlation']:.3f}")
     return missed
