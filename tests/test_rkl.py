@@ -143,6 +143,19 @@ def test_gradient_normalisation_leaves_the_loss_value_alone():
     assert plain.item() == normalised.item()
 
 
+def test_tempered_energy_cap_keeps_clashes_expensive_at_small_beta_and_masks_non_finite_samples():
+    from cvplug.plugins.rkl.objective import capped
+
+    u = torch.tensor([5.0, 1e12, float("inf")], dtype=torch.float64, requires_grad=True)
+    beta = 1e-3
+    value = capped(beta * u, cap=1e4)
+    assert value[0].item() == pytest.approx(5e-3, rel=1e-15)                   # untouched below the cap
+    assert value[1].item() == pytest.approx(1e4 + math.log1p(1e9 - 1e4))       # a clash still costs > 1e4 kT
+    assert value[2].item() == pytest.approx(1e4 + math.log(torch.finfo(torch.float64).max))
+    (grad,) = torch.autograd.grad(value.sum(), u)
+    assert grad.tolist() == pytest.approx([beta, beta / (1 + 1e9 - 1e4), 0.0], rel=1e-12)
+
+
 def test_log_prob_of_a_linear_gaussian_model_is_exact():
     torch.manual_seed(0)
     model = CoarseGrainedModel(2, 1, hidden=(), init_std=0.5).double()

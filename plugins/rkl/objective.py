@@ -28,10 +28,14 @@ import torch
 from torch import Tensor
 
 from .gradnorm import KAPPA, normalize_sample_gradients
-from .model import LOG_2PI, CoarseGrainedModel, gaussian_log_density
+from .model import CoarseGrainedModel, gaussian_log_density
 from .targets import Target
 
-__all__ = ["ReverseKL", "reverse_kl", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate"]
+__all__ = ["ReverseKL", "reverse_kl", "capped", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
+           "ENERGY_CAP"]
+
+ENERGY_CAP = 1e4  # kT: tempered energies above it are capped (:func:`capped`)
+LOG_FLOAT_MAX = math.log(torch.finfo(torch.float64).max)
 
 
 class ReverseKL(NamedTuple):
@@ -43,20 +47,35 @@ class ReverseKL(NamedTuple):
 
 
 def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_size: int,
-               kappa: float | None = KAPPA, extra_latents: int = 0) -> ReverseKL:
+               kappa: float | None = KAPPA, extra_latents: int = 0, energy_cap: float = ENERGY_CAP) -> ReverseKL:
     """The data-free bound F = −⟨log w⟩ on ``batch_size`` fresh samples of q(x, z) at inverse temperature β.
 
     ``kappa``: per-sample gradient normalisation (:mod:`.gradnorm`); None switches it off. ``extra_latents`` K > 0
-    tightens the bound (:func:`log_marginal_bound`); K = 0 is the paper's eq. 16.
+    tightens the bound (:func:`log_marginal_bound`); K = 0 is the paper's eq. 16. ``energy_cap``: tempered
+    energies β u above it are capped (:func:`capped`).
     """
     z, x, eps = model.sample(batch_size)
     if kappa is not None:
         x = normalize_sample_gradients(x, kappa)
     u = target.energy(x)
-    # log q(x|z) at x = μ + σ ε is exactly −Σ log σ − ½|ε|² − D/2 log 2π; written so, θ enters only via log σ.
-    log_likelihood = -model.log_std.sum() - 0.5 * (eps ** 2).sum(-1) - 0.5 * model.data_dim * LOG_2PI
-    log_w = -beta * u + target.log_jacobian(x) - log_marginal_bound(model, x, z, log_likelihood, extra_latents)
+    log_likelihood = model.noise_log_likelihood(eps)
+    log_w = -capped(beta * u, energy_cap) + target.log_jacobian(x) \
+        - log_marginal_bound(model, x, z, log_likelihood, extra_latents)
     return ReverseKL(-log_w.mean(), log_w.detach(), u.detach())
+
+
+def capped(tempered: Tensor, cap: float = ENERGY_CAP) -> Tensor:
+    """Tempered reduced energies β u [B] (kT) with a lin-log cap: cap + log(1 + β u − cap) above ``cap``.
+
+    Value and slope are continuous at the cap, and the gradient of a capped sample is its true one divided by
+    1 + β u − cap, so one sample with overlapping atoms cannot dominate a batch. The cap acts on β u, not on u (as
+    the bridge's own cap would): at the small β of early tempering a clash still costs at least ``cap`` kT, so the
+    model is not drawn into overlapping atoms while the target is broad. Non-finite energies (samples the bridge
+    masked) become cap + 709.8 (the capped largest float64) with zero gradient.
+    """
+    excess = (tempered - cap).clamp_min(0.0)
+    soft = torch.where(excess > 0, cap + torch.log1p(excess), tempered)
+    return torch.nan_to_num(soft, nan=cap + LOG_FLOAT_MAX, posinf=cap + LOG_FLOAT_MAX)
 
 
 def log_marginal_bound(model: CoarseGrainedModel, x: Tensor, z: Tensor, log_likelihood: Tensor,

@@ -15,7 +15,7 @@ from cvplug.training import Checkpoint, progress, seed_everything
 
 from .gradnorm import KAPPA
 from .model import CoarseGrainedModel
-from .objective import forward_kl, kl_estimate, mixed, reverse_kl
+from .objective import ENERGY_CAP, forward_kl, kl_estimate, mixed, reverse_kl
 from .targets import Target
 from .tempering import AdaptiveTempering
 
@@ -51,7 +51,8 @@ def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, s
 
 def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering, *, steps_per_stage: int = 500,
           final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = KAPPA,
-          extra_latents: int = 0, estimate_batch: Optional[int] = None, data: Optional[Tensor] = None,
+          extra_latents: int = 0, energy_cap: float = ENERGY_CAP, estimate_batch: Optional[int] = None,
+          data: Optional[Tensor] = None,
           gamma: Optional[Gamma] = None, data_batch: int = 64, std_lr_factor: float = 1.0, encoder_steps: int = 0,
           stage_lr_floor: float = 1.0, seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
           show_progress: bool = True) -> TrainingResult:
@@ -61,7 +62,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     milestones, where the caller wants a converged model) on ``batch_size`` fresh samples, then estimates KL̂ on
     ``estimate_batch`` samples (default 4 × batch_size) and asks the schedule for the next β. ``kappa``:
     per-sample gradient normalisation (None: off). ``extra_latents``: K further encoder draws per sample
-    tightening the bound (:func:`.objective.log_marginal_bound`; 0 is the paper's eq. 16). Mixed
+    tightening the bound (:func:`.objective.log_marginal_bound`; 0 is the paper's eq. 16). ``energy_cap``: tempered
+    energies β u above it (kT) are lin-log capped (:func:`.objective.capped`). Mixed
     objective: ``data`` (model coordinates [N, D]) with ``gamma`` (a float or a function of β) weighting the
     reverse bound against the data's −log q bound on ``data_batch`` points per step (:func:`.objective.forward_kl`
     with K + 1 encoder draws: the ELBO at K = 0). ``std_lr_factor``: learning rate of log σθ relative to ``lr``;
@@ -109,7 +111,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
                 optimizer.zero_grad()
                 encoder_loss.backward()
                 optimizer.step()
-            terms = reverse_kl(model, target, beta, batch_size, kappa, extra_latents)
+            terms = reverse_kl(model, target, beta, batch_size, kappa, extra_latents, energy_cap)
             loss = terms.loss
             if data is not None:
                 picked = data[torch.randint(len(data), (min(data_batch, len(data)),))]
@@ -126,7 +128,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
             if stage_step % checkpoint_every == 0 and stage_step < stage_steps:
                 save()
         with torch.no_grad():
-            estimate = reverse_kl(model, target, beta, estimate_batch, None, extra_latents)
+            estimate = reverse_kl(model, target, beta, estimate_batch, None, extra_latents, energy_cap)
         kl = kl_estimate(estimate.log_weights, estimate.energy)
         result.history.append({"beta": beta, "steps": stage_steps, "loss": float(-estimate.log_weights.mean()),
                                "kl": kl, "force_calls": target.force_calls,
