@@ -1,7 +1,6 @@
 """Reverse-KL coarse-graining of alanine dipeptide at 330 K (Schöberl et al., Sec. 4.2): a 2-d CV without data.
 
-All 22 atoms in a body-fixed frame (60 coordinates; ``--coordinates internal``: bonds, angles and torsions
-instead), energies and forces from OpenMM through the bridge
+All 22 atoms in a body-fixed frame (60 coordinates), energies and forces from OpenMM through the bridge
 (`cvplug.bridge.OpenMMEnergy`), β tempered up to 1 (330 K). Checked on a reference MD trajectory made with
 `cvplug.simulate` (not used for training): held-out accuracy of a logistic classifier of alpha_R vs beta from z
 (regions of `cvplug.analysis.ALA2_BASINS`; compare it with the majority-class fraction); mean absolute deviation
@@ -63,8 +62,6 @@ def main() -> None:
                         help="frames of a separate MD run for the eq.-39 mixed objective (0: no data)")
     parser.add_argument("--data-steps", type=int, default=50_000, help="2 fs MD steps that the data frames span")
     parser.add_argument("--gamma", type=float, default=0.5, help="weight of the reverse KL in eq. 39")
-    parser.add_argument("--coordinates", default="frame", choices=["frame", "internal"],
-                        help="model coordinates: body-fixed-frame Cartesians (the paper's) or bonds, angles, torsions")
     parser.add_argument("--energy-cap", type=float, default=ENERGY_CAP,
                         help="tempered reduced energy β u (kT) above which the loss caps it (lin-log)")
     parser.add_argument("--seed", type=int, default=0)
@@ -85,8 +82,7 @@ def main() -> None:
         data_path = simulate(spec, every * args.data_frames, args.out / "data.dcd", report_every=every,
                              seed=args.seed + 1, progress=not args.quiet)
         data, gamma = trajectory_positions(load_trajectory(data_path), spec), args.gamma
-    fitted = method.fit_model(spec, 2, target_options={"threads": 1, "workers": args.threads,
-                                                       "coordinates": args.coordinates},
+    fitted = method.fit_model(spec, 2, target_options={"threads": 1, "workers": args.threads}, init_std=0.01,
                               data=data, gamma=gamma,
                               schedule=AdaptiveTempering(max_step=args.max_step), steps_per_stage=args.steps_per_stage,
                               final_steps=args.final_steps, batch_size=args.batch, seed=args.seed,
@@ -104,8 +100,7 @@ def main() -> None:
     bonds = [(bond.atom1.index, bond.atom2.index) for bond in spec.topology.bonds()]
     gen_phi, gen_psi = backbone_angles(spec, generated)
     results = {
-        "system": args.system, "coordinates": args.coordinates, "temperature_K": 330.0,
-        "reference_frames": len(reference),
+        "system": args.system, "temperature_K": 330.0, "reference_frames": len(reference),
         "reference_fraction_alpha_beta": [float(alpha.mean()), float(beta.mean())],
         "generated_fraction_alpha_beta": [float(ALA2_BASINS["alpha_R"](gen_phi, gen_psi).mean()),
                                           float(ALA2_BASINS["beta (C7eq/C5)"](gen_phi, gen_psi).mean())],

@@ -282,6 +282,9 @@ def test_constraints_become_springs_and_the_target_agrees_with_openmm():
     expected = (spec.energy(moved[0].numpy()) + springs) / spec.kT
     assert target.energy(x.double()).item() == pytest.approx(expected, rel=1e-5)
     assert target.force_calls == 1
+    clash = moved.clone()
+    clash[0, 20] = clash[0, 1] + 0.02              # two non-bonded atoms 0.02 nm apart
+    assert target.energy(target.coordinates(clash.numpy()).double()).item() > 1e8   # raw; training caps β u
     target.close()
     with pytest.raises(ValueError, match="spring constant"):
         springs_for_constraints(spec.system, k=0.0)

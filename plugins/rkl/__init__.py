@@ -12,12 +12,10 @@ variable discovery without data" (arXiv:2002.10148, 2020). The method object reg
 
 Modules: :mod:`.model` (q(z) q(x|z) and r(z|x)), :mod:`.objective` (eq. 16 bound and its tightened form, KL
 estimate, mixed γ option), :mod:`.tempering` (Algorithm 1), :mod:`.gradnorm` (Appendix F), :mod:`.targets` and
-:mod:`.frame` / :mod:`.internal` (what is learned: toy potentials, molecules in a body-fixed frame or in internal
-coordinates, energies through the bridge),
+:mod:`.frame` (what is learned: toy potentials, molecules in a body-fixed frame, energies through the bridge),
 :mod:`.trainer`, :mod:`.method`.
 """
 from .frame import RigidFrame
-from .internal import InternalCoordinates
 from .gradnorm import cap_gradient_norms, normalize_sample_gradients
 from .method import RklFit, RklMethod, build_model, make_cv, make_target, method
 from .model import CoarseGrainedModel, EncoderMean, Samples
@@ -29,4 +27,4 @@ from .trainer import TrainingResult, train
 __all__ = ["method", "RklMethod", "RklFit", "build_model", "make_cv", "make_target", "CoarseGrainedModel",
            "EncoderMean", "Samples", "reverse_kl", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
            "AdaptiveTempering", "normalize_sample_gradients", "cap_gradient_norms", "Target", "ToyTarget",
-           "MoleculeTarget", "RigidFrame", "InternalCoordinates", "springs_for_constraints", "TrainingResult", "train"]
+           "MoleculeTarget", "RigidFrame", "springs_for_constraints", "TrainingResult", "train"]

@@ -18,6 +18,8 @@ from .trainer import Gamma, TrainingResult, train
 
 __all__ = ["RklFit", "RklMethod", "method", "make_target", "build_model", "make_cv"]
 
+MOLECULE_SCALE = 0.1  # nm: the networks' length unit for molecules
+
 
 def make_target(spec, engine: str = "torch", **options) -> Target:
     """:class:`ToyTarget` for toy potentials (``engine`` "torch" or "bridge"), else :class:`MoleculeTarget`
@@ -29,14 +31,14 @@ def make_target(spec, engine: str = "torch", **options) -> Target:
 
 def build_model(target: Target, latent_dim: int, hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None,
                 init_gain: float = 0.1, input_gain: float = 1.0) -> CoarseGrainedModel:
-    """A fresh model for ``target`` in the networks' units ``target.scale``: molecules centred on their reference
-    structure with σθ starting at 0.1 × scale (0.01 nm in the body-fixed frame), toys at the origin with σθ
-    starting at 1. ``init_std`` (coordinates' units) overrides the start."""
+    """A fresh model for ``target``: centred on its reference structure; molecules in units of 0.1 nm with
+    σθ starting at 0.01 nm, toys in their own units with σθ starting at 1."""
     molecular = isinstance(target, MoleculeTarget)
     offset = target.reference if molecular else None
-    default_std = 0.1 * target.scale if molecular else 1.0
-    return CoarseGrainedModel(target.dim, latent_dim, offset, target.scale, hidden,
-                              default_std if init_std is None else init_std, init_gain, input_gain, target.periodic)
+    scale = MOLECULE_SCALE if molecular else 1.0
+    default_std = 0.1 * MOLECULE_SCALE if molecular else 1.0
+    return CoarseGrainedModel(target.dim, latent_dim, offset, scale, hidden,
+                              default_std if init_std is None else init_std, init_gain, input_gain)
 
 
 def make_cv(model: CoarseGrainedModel, target: Target, n_atoms: int, calibration_samples: int = 2000,

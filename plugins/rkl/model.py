@@ -4,9 +4,6 @@
 * q(x | z) = N(μθ(z), diag σθ²): an MLP mean and one learned standard deviation per fine-grained coordinate;
 * r(z | x) = N(μφ(x), diag σφ²(x)): an MLP encoder; its mean μφ is the collective variable.
 
-Periodic coordinates (torsions, radians, ``periodic``) live on the circle: samples are wrapped into [−π, π),
-q(x | z) is the wrapped normal there, and the encoder reads their cosine and sine.
-
 Coordinates x are the model coordinates of a :mod:`target <cvplug.plugins.rkl.targets>` (nm for molecules).
 ``offset`` and ``scale`` fix the units the networks see: μθ(z) = offset + scale · net(z) and the encoder reads
 (x − offset) / scale, so with the offset at a reference structure and a scale of ≈ 0.1 nm both networks work with
@@ -21,7 +18,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "Samples", "CoarseGrainedModel", "EncoderMean", "wrap", "residual_log_density"]
+__all__ = ["mlp", "Samples", "CoarseGrainedModel", "EncoderMean"]
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVATION = nn.Tanh
@@ -41,27 +38,6 @@ def gaussian_log_density(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     return (-0.5 * ((x - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * LOG_2PI).sum(-1)
 
 
-def wrap(angle: Tensor) -> Tensor:
-    """Angles (rad) wrapped into [−π, π)."""
-    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
-
-
-def residual_log_density(residual: Tensor, log_std: Tensor, periodic: Tensor) -> Tensor:
-    """Σ_k log N(r_k; 0, exp(log_std_k)²) over the last axis of residuals r = x − mean [..., D]; where ``periodic``
-    [D] (bool) is set, the wrapped normal Σ_n N(r_k + 2πn; 0, σ_k²) instead."""
-    if not bool(periodic.any()):
-        return gaussian_log_density(residual, torch.zeros_like(residual), log_std)
-    flat = residual[..., ~periodic]
-    plain = gaussian_log_density(flat, torch.zeros_like(flat), log_std[~periodic])
-    std = torch.exp(log_std[periodic])
-    # images n = −N … N: the nearest left out lies (2N + 1)π ≥ 10 σ away, a relative weight below e⁻⁵⁰
-    count = max(3, math.ceil((10 * float(std.detach().max()) / math.pi - 1) / 2))
-    images = 2 * math.pi * torch.arange(-count, count + 1, dtype=residual.dtype)
-    shifted = (wrap(residual[..., periodic])[..., None] + images) / std[:, None]
-    circle = torch.logsumexp(-0.5 * shifted ** 2, -1) - torch.log(std) - 0.5 * LOG_2PI
-    return plain + circle.sum(-1)
-
-
 class Samples(NamedTuple):
     """Draws of q(x, z): latent z [B, d], coordinates x [B, D] and the standard normal noise eps [B, D] with
     x = μθ(z) + σθ ⊙ eps."""
@@ -71,37 +47,18 @@ class Samples(NamedTuple):
     eps: Tensor
 
 
-class EncoderInput(nn.Module):
-    """x [B, D] → the encoder's input: (x − offset) / scale, with the cosine and sine of periodic coordinates in
-    place of their own value (appended after the others)."""
-
-    def __init__(self, offset: Tensor, scale: Tensor, periodic: Tensor):
-        super().__init__()
-        self.register_buffer("offset", offset.clone())
-        self.register_buffer("scale", scale.clone())
-        self.register_buffer("linear", torch.nonzero(~periodic).flatten())
-        self.register_buffer("angles", torch.nonzero(periodic).flatten())
-        self.n_out = int(len(self.linear) + 2 * len(self.angles))
-
-    def forward(self, x: Tensor) -> Tensor:
-        scaled = (x - self.offset) / self.scale
-        if self.angles.numel() == 0:
-            return scaled
-        angles = x.index_select(1, self.angles)
-        return torch.cat([scaled.index_select(1, self.linear), torch.cos(angles), torch.sin(angles)], 1)
-
-
 class EncoderMean(nn.Module):
     """x [B, D] → μφ(x) [B, d]: the encoder's mean, the module a CollectiveVariable exports."""
 
-    def __init__(self, inputs: EncoderInput, network: nn.Module, latent_dim: int):
+    def __init__(self, network: nn.Module, offset: Tensor, scale: Tensor, latent_dim: int):
         super().__init__()
-        self.inputs = inputs
         self.network = network
+        self.register_buffer("offset", offset.clone())
+        self.register_buffer("scale", scale.clone())
         self.latent_dim = latent_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.network(self.inputs(x))[:, : self.latent_dim]
+        return self.network((x - self.offset) / self.scale)[:, : self.latent_dim]
 
 
 class CoarseGrainedModel(nn.Module):
@@ -114,33 +71,29 @@ class CoarseGrainedModel(nn.Module):
     offset : [D] the decoder's output offset and the encoder's input centre (e.g. a reference structure, nm).
     scale : length unit of the networks (nm for molecules), a float or [D].
     hidden : hidden-layer widths of both MLPs.
-    init_std : initial σθ (coordinates' units), a float or [D].
+    init_std : initial σθ (coordinates' units).
     init_gain : factor on the decoder's initial output weights (small: q(x) starts close to N(offset, σθ²)).
     input_gain : factor on the decoder's initial weights from z (large: μθ can jump between modes over a short
         range of z, so few samples of q fall on the barrier between them).
     """
 
     def __init__(self, data_dim: int, latent_dim: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
-                 init_std=1.0, init_gain: float = 0.1, input_gain: float = 1.0, periodic=None):
+                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0):
         super().__init__()
         if latent_dim < 1 or data_dim < 1:
             raise ValueError(f"data_dim and latent_dim must be positive, got {data_dim} and {latent_dim}")
-        init_std = torch.as_tensor(init_std, dtype=torch.float64).expand(data_dim)
-        if not bool((init_std > 0).all()):
+        if not init_std > 0:
             raise ValueError(f"init_std must be positive, got {init_std}")
-        periodic = torch.zeros(data_dim, dtype=torch.bool) if periodic is None else torch.as_tensor(periodic).bool()
         self.data_dim, self.latent_dim = int(data_dim), int(latent_dim)
         offset = torch.zeros(data_dim) if offset is None else torch.as_tensor(offset, dtype=torch.get_default_dtype())
         scale = torch.as_tensor(scale, dtype=torch.get_default_dtype()).expand(data_dim).clone()
-        if offset.shape != (data_dim,) or periodic.shape != (data_dim,) or not bool((scale > 0).all()):
-            raise ValueError(f"offset and periodic must have shape ({data_dim},) and scale must be positive")
+        if offset.shape != (data_dim,) or not bool((scale > 0).all()):
+            raise ValueError(f"offset must have shape ({data_dim},) and scale must be positive")
         self.register_buffer("offset", offset)
         self.register_buffer("scale", scale)
-        self.register_buffer("periodic", periodic)
         self.decoder = mlp(latent_dim, hidden, data_dim)
-        self.log_std = nn.Parameter(torch.log(init_std).to(torch.get_default_dtype()))
-        self.inputs = EncoderInput(offset, scale, periodic)
-        self.encoder = mlp(self.inputs.n_out, hidden, 2 * latent_dim)
+        self.log_std = nn.Parameter(torch.full((data_dim,), math.log(init_std)))
+        self.encoder = mlp(data_dim, hidden, 2 * latent_dim)
         with torch.no_grad():
             self.decoder[-1].weight.mul_(init_gain)
             self.decoder[0].weight.mul_(input_gain)
@@ -152,15 +105,14 @@ class CoarseGrainedModel(nn.Module):
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log standard deviation [B, d] each of r(z | x)."""
-        out = self.encoder(self.inputs(x))
+        out = self.encoder((x - self.offset) / self.scale)
         return out[:, : self.latent_dim], out[:, self.latent_dim:]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
-        """n draws of q(x, z), reparametrised (differentiable in θ); periodic coordinates wrapped into [−π, π)."""
+        """n draws of q(x, z), reparametrised (differentiable in θ)."""
         z = torch.randn(n, self.latent_dim, generator=generator, dtype=self.offset.dtype)
         eps = torch.randn(n, self.data_dim, generator=generator, dtype=self.offset.dtype)
-        x = self.decode(z) + torch.exp(self.log_std) * eps
-        return Samples(z, torch.where(self.periodic, wrap(x), x), eps)
+        return Samples(z, self.decode(z) + torch.exp(self.log_std) * eps, eps)
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log q(z) [B]."""
@@ -168,13 +120,7 @@ class CoarseGrainedModel(nn.Module):
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log q(x | z) [B]."""
-        return residual_log_density(x - self.decode(z), self.log_std, self.periodic)
-
-    def noise_log_likelihood(self, eps: Tensor) -> Tensor:
-        """log q(x | z) [B] of a sample x = μθ(z) + σθ ⊙ eps, from its noise alone (θ enters only via σθ)."""
-        if bool(self.periodic.any()):
-            return residual_log_density(torch.exp(self.log_std) * eps, self.log_std, self.periodic)
-        return -self.log_std.sum() - 0.5 * (eps ** 2).sum(-1) - 0.5 * self.data_dim * LOG_2PI
+        return gaussian_log_density(x, self.decode(z), self.log_std)
 
     def log_posterior(self, z: Tensor, x: Tensor) -> Tensor:
         """log r(z | x) [B]."""
@@ -205,4 +151,4 @@ class CoarseGrainedModel(nn.Module):
 
     def encoder_mean(self) -> EncoderMean:
         """A copy of the encoder mean x → μφ(x) as a standalone module (for a CollectiveVariable)."""
-        return EncoderMean(copy.deepcopy(self.inputs), copy.deepcopy(self.encoder), self.latent_dim).eval()
+        return EncoderMean(copy.deepcopy(self.encoder), self.offset, self.scale, self.latent_dim).eval()

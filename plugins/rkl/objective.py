@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .gradnorm import KAPPA, normalize_sample_gradients
-from .model import CoarseGrainedModel, gaussian_log_density
+from .model import LOG_2PI, CoarseGrainedModel, gaussian_log_density
 from .targets import Target
 
 __all__ = ["ReverseKL", "reverse_kl", "capped", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
@@ -58,7 +58,8 @@ def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_siz
     if kappa is not None:
         x = normalize_sample_gradients(x, kappa)
     u = target.energy(x)
-    log_likelihood = model.noise_log_likelihood(eps)
+    # log q(x|z) at x = μ + σ ε is exactly −Σ log σ − ½|ε|² − D/2 log 2π; written so, θ enters only via log σ.
+    log_likelihood = -model.log_std.sum() - 0.5 * (eps ** 2).sum(-1) - 0.5 * model.data_dim * LOG_2PI
     log_w = -capped(beta * u, energy_cap) + target.log_jacobian(x) \
         - log_marginal_bound(model, x, z, log_likelihood, extra_latents)
     return ReverseKL(-log_w.mean(), log_w.detach(), u.detach())

@@ -6,8 +6,7 @@ molecules, :mod:`.frame`). Every target counts the configurations it evaluated (
 
 * :class:`ToyTarget` — a toy potential's natural coordinates; energies from its torch twin or, through the
   bridge, from OpenMM.
-* :class:`MoleculeTarget` — a molecule's body-fixed-frame Cartesians (:mod:`.frame`, the paper's choice) or its
-  internal coordinates (:mod:`.internal`); energies and forces from OpenMM through
+* :class:`MoleculeTarget` — a molecule's internal-frame Cartesians; energies and forces from OpenMM through
   :class:`cvplug.bridge.OpenMMEnergy`. Constrained bonds (e.g. H-bonds in the shipped alanine dipeptide) become
   stiff harmonic springs at the constraint length, since the bridge evaluates unconstrained positions.
 """
@@ -24,27 +23,19 @@ from torch import Tensor
 from cvplug.features import Cartesians, Feature
 
 from .frame import RigidFrame
-from .internal import InternalCoordinates
 
-__all__ = ["Target", "ToyTarget", "MoleculeTarget", "springs_for_constraints", "ENGINES", "COORDINATES"]
+__all__ = ["Target", "ToyTarget", "MoleculeTarget", "springs_for_constraints", "ENGINES"]
 
 ENGINES = ("torch", "bridge")
-COORDINATES = ("frame", "internal")
-MOLECULE_SCALE = 0.1  # nm: the networks' length unit for body-fixed-frame Cartesians
 DEFAULT_CONSTRAINT_K = 3.0e5  # kJ/mol/nm², the order of AMBER's X–H bond force constants
 
 
 class Target:
     """Base class: ``dim`` coordinates, reduced ``energy(x)``, ``log_jacobian(x)``, and the feature map from full
-    positions to x (``features``) with which the learned encoder becomes a CV; ``reference`` [dim] (a reference
-    structure's coordinates), ``scale`` (the coordinates' typical spread: a float or [dim]) and ``periodic``
-    ([dim] bools, or None: none) describe the coordinates to the model."""
+    positions to x (``features``) with which the learned encoder becomes a CV."""
 
     dim: int
     features: Feature
-    reference: Tensor
-    scale = 1.0
-    periodic: Optional[Tensor] = None
     force_calls: int = 0
 
     def energy(self, x: Tensor) -> Tensor:
@@ -135,23 +126,19 @@ def springs_for_constraints(system: openmm.System, k: float = DEFAULT_CONSTRAINT
 
 
 class MoleculeTarget(Target):
-    """A molecule in body-fixed-frame Cartesians (:class:`.frame.RigidFrame`) or internal coordinates
-    (:class:`.internal.InternalCoordinates`), energies from OpenMM via the bridge.
+    """A molecule in internal-frame Cartesians (:class:`.frame.RigidFrame`), energies from OpenMM via the bridge.
 
     Parameters
     ----------
-    spec : a molecular :class:`cvplug.systems.SystemSpec` (non-periodic: both removes rigid-body motion).
-    frame : (origin, axis, plane) atoms; default for alanine dipeptide (CA, N, C) from ``spec.extras``. With
-        internal coordinates the origin is the root of the placement order.
-    coordinates : "frame" (nm; the networks' unit 0.1 nm) or "internal" (log bonds, logit angles, torsions; the
-        chirality of ``spec.positions`` is kept).
+    spec : a molecular :class:`cvplug.systems.SystemSpec` (non-periodic: the frame removes rigid-body motion).
+    frame : (origin, axis, plane) atoms; default for alanine dipeptide (CA, N, C) from ``spec.extras``.
     constraint_k : spring constant (kJ/mol/nm²) replacing each constraint (see :func:`springs_for_constraints`).
     bridge_options : passed to :class:`cvplug.bridge.OpenMMEnergy` (platform, batch_strategy, workers, copies …).
         Its energy cap is off by default: training caps the tempered energy β u instead
         (:func:`.objective.capped`).
     """
 
-    def __init__(self, spec, frame: Optional[tuple[int, int, int]] = None, coordinates: str = "frame",
+    def __init__(self, spec, frame: Optional[tuple[int, int, int]] = None,
                  constraint_k: float = DEFAULT_CONSTRAINT_K, **bridge_options):
         from cvplug.bridge import OpenMMEnergy, SamplePolicy
 
@@ -159,22 +146,12 @@ class MoleculeTarget(Target):
             raise ValueError(f"{spec.name} is a toy potential; use ToyTarget")
         if spec.periodic:
             raise ValueError(f"{spec.name} is periodic; the reverse-KL model handles non-periodic molecules only")
-        if coordinates not in COORDINATES:
-            raise ValueError(f"coordinates must be one of {COORDINATES}, not {coordinates!r}")
         if frame is None:
             if "phi_atoms" not in spec.extras:
                 raise ValueError(f"give frame=(origin, axis, plane) atoms for {spec.name}")
             _, n, ca, c = spec.extras["phi_atoms"]
             frame = (ca, n, c)
-        if coordinates == "frame":
-            self.features, self.scale = RigidFrame(spec.n_atoms, *frame), MOLECULE_SCALE
-        else:
-            bonds = [(bond.atom1.index, bond.atom2.index) for bond in spec.topology.bonds()]
-            hydrogens = [atom.index for atom in spec.topology.atoms()
-                         if atom.element is not None and atom.element.symbol == "H"]
-            self.features = InternalCoordinates(spec.n_atoms, bonds, frame[0], hydrogens,
-                                                reference=torch.as_tensor(np.asarray(spec.positions)))
-            self.scale, self.periodic = self.features.scale, self.features.periodic
+        self.features = RigidFrame(spec.n_atoms, *frame)
         self.dim = self.features.n_out
         flexible = dataclasses.replace(spec, system=springs_for_constraints(spec.system, constraint_k))
         self.bridge = OpenMMEnergy(flexible, **{"policy": SamplePolicy(cap=None), **bridge_options})
@@ -184,7 +161,7 @@ class MoleculeTarget(Target):
         return self.bridge(self.positions(x))
 
     def log_jacobian(self, x: Tensor) -> Tensor:
-        return self.features.log_jacobian(x)
+        return RigidFrame.log_jacobian(x)
 
     def positions(self, x: Tensor) -> Tensor:
         return self.features.embed(x)
