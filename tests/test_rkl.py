@@ -9,6 +9,7 @@ from cvplug import systems
 from cvplug.plugins.rkl import (AdaptiveTempering, CoarseGrainedModel, MoleculeTarget, RigidFrame, ToyTarget,
                                 cap_gradient_norms, forward_kl, kl_estimate, log_marginal_bound, mixed,
                                 normalize_sample_gradients, reverse_kl, springs_for_constraints)
+from cvplug.plugins.rkl.objective import capped
 
 
 def _double_model(hidden=(8,), seed=0):
@@ -93,6 +94,20 @@ def test_kl_estimate_is_zero_for_the_exact_model_and_tracks_beta():
         assert kl_estimate(log_w, u, beta_new - 1.0) == pytest.approx(exact, rel=0.03)
 
 
+def test_kl_estimate_moves_a_clash_sample_by_its_capped_energy_only():
+    """At β = 0.01, one sample in 20 000 with u = 1e9 (or a masked one, u = inf) hardly changes how KL̂ grows to
+    β' = 0.02; extrapolated with its raw energy it would add ≈ 0.01 × 1e9 / 20 000 = 500 nats."""
+    beta = 0.01
+    u = 0.5 * torch.randn(20_000, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) ** 2 / beta
+    log_w = -beta * u - (-beta * u - 0.5 * math.log(2 * math.pi / beta))       # q = p_β exactly
+    growth = kl_estimate(log_w, u, 0.01, beta) - kl_estimate(log_w, u, 0.0, beta)
+    for clash in (1e9, float("inf")):
+        with_clash = torch.cat([u, torch.tensor([clash], dtype=torch.float64)])
+        capped_log_w = torch.cat([log_w, -capped(torch.tensor([beta * clash], dtype=torch.float64))])
+        grown = kl_estimate(capped_log_w, with_clash, 0.01, beta) - kl_estimate(capped_log_w, with_clash, 0.0, beta)
+        assert math.isfinite(grown) and grown == pytest.approx(growth, abs=0.01)
+
+
 def test_tempering_shrinks_the_step_until_the_kl_increase_is_small():
     schedule = AdaptiveTempering(start=0.01, max_step=0.5, c_max=1.0, shrink=0.6)
     calls = []
@@ -144,8 +159,6 @@ def test_gradient_normalisation_leaves_the_loss_value_alone():
 
 
 def test_tempered_energy_cap_keeps_clashes_expensive_at_small_beta_and_masks_non_finite_samples():
-    from cvplug.plugins.rkl.objective import capped
-
     u = torch.tensor([5.0, 1e12, float("inf")], dtype=torch.float64, requires_grad=True)
     beta = 1e-3
     value = capped(beta * u, cap=1e4)

@@ -127,7 +127,16 @@ def mixed(reverse: Tensor, forward: Tensor, gamma: float) -> Tensor:
     return gamma * reverse + (1.0 - gamma) * forward
 
 
-def kl_estimate(log_weights: Tensor, energy: Tensor, delta_beta: float = 0.0) -> float:
-    """KL̂(q ‖ p_{β+Δβ}) = log ⟨w'⟩ − ⟨log w'⟩ from samples drawn at β, with log w' = log w − Δβ · u."""
-    log_w = log_weights - delta_beta * energy
+def kl_estimate(log_weights: Tensor, energy: Tensor, delta_beta: float = 0.0, beta: float = 1.0,
+                energy_cap: float = ENERGY_CAP) -> float:
+    """KL̂(q ‖ p_{β+Δβ}) = log ⟨w'⟩ − ⟨log w'⟩ from samples drawn at β (log weights and energies u of
+    :func:`reverse_kl`), with log w' = log w − Δβ · u; for samples whose tempered energy is capped (:func:`capped`)
+    log w' = log w + capped(β u) − capped((β + Δβ) u), so one clash moves the estimate by its capped value only."""
+    if delta_beta == 0.0:
+        log_w = log_weights
+    else:
+        below = (beta + delta_beta) * energy <= energy_cap
+        shift = torch.where(below, delta_beta * energy,
+                            capped((beta + delta_beta) * energy, energy_cap) - capped(beta * energy, energy_cap))
+        log_w = log_weights - shift
     return float(torch.logsumexp(log_w, 0) - math.log(len(log_w)) - log_w.mean())

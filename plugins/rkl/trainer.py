@@ -138,7 +138,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
         if schedule.done(beta):
             break
         previous = beta
-        beta = schedule.next(beta, lambda b: kl_estimate(estimate.log_weights, estimate.energy, b - previous))
+        beta = schedule.next(beta, lambda b: kl_estimate(estimate.log_weights, estimate.energy, b - previous,
+                                                         previous, energy_cap))
         stage_step = 0
         save()
     bar.close()
