@@ -130,8 +130,9 @@ def mixed(reverse: Tensor, forward: Tensor, gamma: float) -> Tensor:
 def kl_estimate(log_weights: Tensor, energy: Tensor, delta_beta: float = 0.0, beta: float = 1.0,
                 energy_cap: float = ENERGY_CAP) -> float:
     """KL̂(q ‖ p_{β+Δβ}) = log ⟨w'⟩ − ⟨log w'⟩ from samples drawn at β (log weights and energies u of
-    :func:`reverse_kl`), with log w' = log w − Δβ · u; for samples whose tempered energy is capped (:func:`capped`)
-    log w' = log w + capped(β u) − capped((β + Δβ) u), so one clash moves the estimate by its capped value only."""
+    :func:`reverse_kl`), with log w' = log w − Δβ · u; for samples whose tempered energy is capped
+    (:func:`capped`) log w' = log w + capped(β u) − capped((β + Δβ) u), so one clash moves the estimate by its
+    capped value only."""
     if delta_beta == 0.0:
         log_w = log_weights
     else:

@@ -52,8 +52,8 @@ def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, s
 def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering, *, steps_per_stage: int = 500,
           final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = KAPPA,
           extra_latents: int = 0, energy_cap: float = ENERGY_CAP, estimate_batch: Optional[int] = None,
-          data: Optional[Tensor] = None,
-          gamma: Optional[Gamma] = None, data_batch: int = 64, std_lr_factor: float = 1.0, encoder_steps: int = 0,
+          data: Optional[Tensor] = None, gamma: Optional[Gamma] = None, data_batch: int = 64,
+          std_lr_factor: float = 1.0, encoder_steps: int = 0,
           stage_lr_floor: float = 1.0, seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
           show_progress: bool = True) -> TrainingResult:
     """Train ``model`` in place from ``schedule.start`` up to ``schedule.target``.
