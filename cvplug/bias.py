@@ -294,7 +294,8 @@ def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_f
                      height: float = 1.2, frequency: int = 500, ranges=None, widths=None,
                      report_every: int = 500, engine: str = "hills", stride: int = 1, walker: int = 0,
                      dynamics: Optional[str] = None, seed: int = 0, platform: str = "CPU",
-                     threads: Optional[int] = None, progress: bool = True) -> MetadynamicsResult:
+                     threads: Optional[int] = None, progress: bool = True,
+                     save_atoms: Optional[Sequence[int]] = None) -> MetadynamicsResult:
     """Run well-tempered metadynamics of ``spec`` biased along ``cv`` for ``steps`` MD steps.
 
     Parameters
@@ -312,6 +313,7 @@ def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_f
     walker : index of this walker; runs sharing ``out_dir`` with different walkers share their bias
         (``"hills"`` engine).
     dynamics : ``"langevin"`` or ``"brownian"``, overriding the system's default.
+    save_atoms : full-system indices of the atoms the trajectory stores; None: all (see :func:`simulate`).
     """
     if report_every % stride or steps % stride:
         raise ValueError(f"steps ({steps}) and report_every ({report_every}) must be multiples of stride ({stride})")
@@ -330,7 +332,8 @@ def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_f
     try:
         trajectory = simulate(spec, steps // stride, out_dir / "trajectory", report_every // stride, seed, platform,
                               simulation=run.simulation, advance=stepper,
-                              checkpoint_every=max(1, 20 * frequency // report_every), progress=progress)
+                              checkpoint_every=max(1, 20 * frequency // report_every), progress=progress,
+                              save_atoms=save_atoms)
     finally:
         driver.close()
     free_energy = driver.free_energy()

@@ -1,13 +1,46 @@
-"""The ``cvplug`` command: ``cvplug --help`` lists the subcommands, each has its own ``--help``."""
+"""The ``cvplug`` command: ``cvplug --help`` lists the subcommands, each has its own ``--help``.
+
+``simulate``, ``bias`` and ``learn`` take the system the same way (``--system`` with a shipped name or the
+user's files, see :func:`cvplug.systems.from_files`) and read a run file with ``--config run.toml``: one key per
+long option (``steps = 50000``, ``forcefield = ["amber14-all.xml"]``, ``[option]`` for method options); the
+command line overrides the file. Each run writes its fully resolved settings to ``run.toml`` in its output
+folder, so ``--config <out>/run.toml`` repeats it.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import tomllib
+import warnings
+from pathlib import Path
 
 import torch  # noqa: F401  (before openmm)
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+RUN_FILE = "run.toml"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
+    return value
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -15,30 +48,79 @@ def _range(text: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in text.split(":"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"a range is LOWER:UPPER, e.g. -3.14:3.14, not {text!r}") from None
-    if hi <= lo:
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         raise argparse.ArgumentTypeError(f"the upper bound must exceed the lower one in {text!r}")
     return lo, hi
 
 
-def _simulate(args) -> None:
+def _method_option(text: str):
+    from .methods import parse_option
+
+    try:
+        return parse_option(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _spec(args):
+    """The SystemSpec the arguments describe; says so when it minimised the starting positions."""
     from cvplug import systems
+
+    if args.system is None:
+        raise ValueError("give the system: --system NAME (see `cvplug systems`) or --system FILE with its "
+                         "--positions / --forcefield")
+    spec = systems.from_files(args.system, args.positions, forcefield=args.forcefield or (),
+                              include_dir=args.include_dir, topology=args.topology, temperature=args.temperature,
+                              timestep=None if args.timestep is None else args.timestep / 1000,
+                              friction=args.friction, minimize=not args.no_minimize)
+    if "minimized" in spec.extras:
+        energies = spec.extras["minimized"]
+        print(f"energy-minimised the starting positions: {energies['before']:.1f} → {energies['after']:.1f} "
+              "kJ/mol (--no-minimize skips this)", file=sys.stderr)
+    return spec
+
+
+def _save_atoms(args, spec):
+    from .learn import resolve_save_atoms
+
+    return resolve_save_atoms(spec, args.save_atoms)
+
+
+def _write_run_file(args, path: Path) -> None:
+    """The resolved settings of this command as a run file that ``--config`` reads back."""
+    import tomli_w
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("run", "command", "config") and v is not None}
+    settings = {k: ([list(x) for x in v] if k == "range" else dict(v) if k == "option" else v)
+                for k, v in settings.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# cvplug {args.command}: repeat with `cvplug {args.command} --config {path}`\n"
+                    + tomli_w.dumps(settings))
+
+
+def _simulate(args) -> None:
     from .simulate import simulate
 
-    path = simulate(systems.load(args.system), args.steps, args.out, args.report_every, args.seed, args.platform,
-                    args.dynamics)
+    spec = _spec(args)
+    out = Path(args.out)
+    _write_run_file(args, out.with_suffix(".run.toml"))
+    path = simulate(spec, args.steps, out, args.report_every, args.seed, args.platform, args.dynamics,
+                    save_atoms=_save_atoms(args, spec))
     print(f"trajectory written to {path}")
 
 
 def _bias(args) -> None:
-    from cvplug import systems
     from .bias import run_metadynamics
     from .cv import load_cv
 
-    result = run_metadynamics(systems.load(args.system), load_cv(args.cv), args.steps, args.out,
-                              bias_factor=args.bias_factor, height=args.height, frequency=args.frequency,
-                              ranges=args.range, widths=args.width, report_every=args.report_every,
-                              engine=args.engine, stride=args.stride, walker=args.walker,
-                              seed=args.seed, platform=args.platform)
+    cv = load_cv(args.cv)
+    spec = _spec(args)
+    _write_run_file(args, Path(args.out) / RUN_FILE)
+    result = run_metadynamics(spec, cv, args.steps, args.out, bias_factor=args.bias_factor, height=args.height,
+                              frequency=args.frequency, ranges=args.range, widths=args.width,
+                              report_every=args.report_every, engine=args.engine, stride=args.stride,
+                              walker=args.walker, seed=args.seed, platform=args.platform,
+                              save_atoms=_save_atoms(args, spec))
     print(f"bias, colvar.dat, fes.npz, fes.png and the trajectory are in {result.out_dir}")
 
 
@@ -46,12 +128,29 @@ def _learn(args) -> None:
     from .learn import LearnSettings, learn
 
     settings = LearnSettings(method=args.method, rounds=args.rounds, steps_per_round=args.steps,
-                             report_every=args.report_every, latent_dim=args.latent_dim, lag=args.lag,
-                             stride=args.stride, seed=args.seed, platform=args.platform)
-    summaries = learn(args.system, args.out, settings)
-    for summary in summaries:
-        print(f"round {summary['round']}: {json.dumps(summary['this_round'].get('basins', summary['this_round']))}")
+                             report_every=args.report_every, n_components=args.n_components, lag=args.lag,
+                             features=tuple(args.features or ()), save_atoms=args.save_atoms,
+                             bias_factor=args.bias_factor, height=args.height, frequency=args.frequency,
+                             widths=args.width, ranges=[list(r) for r in args.range] if args.range else None,
+                             stride=args.stride, seed=args.seed, platform=args.platform,
+                             method_options=dict(args.option or {}))
+    settings.check()
+    spec = _spec(args)
+    _write_run_file(args, Path(args.out) / RUN_FILE)
+    for summary in learn(spec, args.out, settings):
+        print(_round_line(summary))
     print(f"CV files, trajectories, FES and summaries are in {args.out}/round_*/")
+
+
+def _round_line(summary: dict) -> str:
+    """One console line per round: time, speed, the CV's range, the FES basins and transitions."""
+    speed = f"{summary['ns_per_day']:.1f} ns/day" if summary.get("ns_per_day") else "—"
+    ranges = ", ".join(f"{name} {c['min']:.2f}…{c['max']:.2f}" for name, c in summary["cv"].items())
+    line = (f"round {summary['round']}: {summary['sampled_ps']:.0f} ps at {speed}; {ranges}; "
+            f"{summary['fes_basins']} FES basin(s), {summary['transitions_this_round']} transition(s)")
+    if "phi_positive_fraction" in summary:
+        line += f"; φ > 0 in {100 * max(summary['phi_positive_fraction']):.1f} % of frames"
+    return line
 
 
 def _demo(args) -> None:
@@ -74,55 +173,114 @@ def _systems(args) -> None:
 
 
 def _methods(args) -> None:
-    from .methods import available
+    import inspect
 
-    found = available()
-    print("\n".join(f"{name:10s} {target}" for name, target in sorted(found.items())) or "no methods registered")
+    from .methods import NEEDS, available, get
+
+    for name in sorted(available()):
+        method = get(name)
+        print(f"{name}: {method.summary}")
+        print(f"    needs: {'; '.join(NEEDS[n] for n in method.needs)}")
+        options = [f"{k}={'(required)' if v is inspect.Parameter.empty else v!r}"
+                   for k, v in method.options().items() if k not in ("seed", "work_dir", "progress")]
+        print(f"    options (--option KEY=VALUE): {', '.join(options)}")
+    if not available():
+        print("no methods registered")
+
+
+def _system_options(p, positional: bool) -> None:
+    group = p.add_argument_group("system (a shipped name or your files)")
+    if positional:
+        group.add_argument("system_name", nargs="?", metavar="SYSTEM", help="the same as --system")
+    group.add_argument("--system", help="a name from `cvplug systems`, or a file: OpenMM system.xml, AMBER "
+                                        ".prmtop/.parm7, GROMACS .top, or a .pdb/.cif with --forcefield")
+    group.add_argument("--positions", help="starting positions: state.xml or .pdb/.cif (for system.xml), "
+                                           ".inpcrd/.rst7/.crd (AMBER), .gro (GROMACS)")
+    group.add_argument("--forcefield", nargs="+", metavar="XML",
+                       help="OpenMM force-field files for a PDB/PDBx, e.g. amber14-all.xml amber14/tip3pfb.xml")
+    group.add_argument("--include-dir", help="GROMACS include directory (default: OpenMM's)")
+    group.add_argument("--topology", help="a PDB/PDBx giving atom names to a system.xml read with a state.xml")
+    group.add_argument("--temperature", type=_positive_float,
+                       help="K (default 300 for your files; shipped systems keep theirs)")
+    group.add_argument("--timestep", type=_positive_float, help="fs (default 2 for your files)")
+    group.add_argument("--friction", type=_positive_float, help="Langevin friction, 1/ps (default 1)")
+    group.add_argument("--no-minimize", action="store_true",
+                       help="skip the energy minimisation of your files' starting positions")
+    group.add_argument("--save-atoms", metavar="SELECTION",
+                       help="mdtraj selection of the atoms trajectories store (default: all but water and ions)")
+
+
+def _run_options(p, steps: int, report_every: int) -> None:
+    p.add_argument("--config", metavar="TOML", help="run file with one key per long option; the command line "
+                                                    "overrides it")
+    p.add_argument("--steps", type=_positive_int, default=steps, help="MD steps (default %(default)s)")
+    p.add_argument("--report-every", type=_positive_int, default=report_every,
+                   help="steps between saved frames (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    p.add_argument("--platform", default="CPU", help="OpenMM platform: Reference, CPU, CUDA, OpenCL "
+                                                     "(default %(default)s)")
+
+
+def _bias_options(p, defaults) -> None:
+    group = p.add_argument_group("well-tempered metadynamics")
+    group.add_argument("--bias-factor", type=_positive_float, default=defaults.bias_factor,
+                       help="bias factor γ > 1 (default %(default)s)")
+    group.add_argument("--height", type=_positive_float, default=defaults.height,
+                       help="initial Gaussian height, kJ/mol (default %(default)s)")
+    group.add_argument("--frequency", type=_positive_int, default=defaults.frequency,
+                       help="steps between Gaussian depositions (default %(default)s)")
+    group.add_argument("--range", type=_range, action="append",
+                       help="LOWER:UPPER of a component, repeat per component; write --range=-3:3 when LOWER is "
+                            "negative (default: from the CV)")
+    group.add_argument("--width", type=_positive_float, action="append",
+                       help="Gaussian width of a component, CV units (repeat; default: from the CV)")
+    group.add_argument("--stride", type=_positive_int, default=1,
+                       help="apply the bias every STRIDE steps (MTS Langevin; default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .learn import LearnSettings
+
+    learn_defaults = LearnSettings()
     parser = argparse.ArgumentParser(prog="cvplug", description="Machine-learned collective variables for OpenMM.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(p, steps):
-        p.add_argument("--steps", type=int, default=steps, help=f"MD steps (default {steps})")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        p.add_argument("--platform", default="CPU", help="OpenMM platform: Reference, CPU, CUDA, OpenCL")
-
     p = commands.add_parser("simulate", help="run unbiased MD/BD and write a trajectory")
-    p.add_argument("system", help="a name from `cvplug systems`")
-    common(p, 50_000)
-    p.add_argument("--report-every", type=int, default=500, help="steps between saved frames")
+    _system_options(p, positional=True)
+    _run_options(p, 50_000, 500)
     p.add_argument("--out", required=True, help="trajectory path: .dcd (+ .pdb) for molecules, .npz for toys")
     p.add_argument("--dynamics", choices=["langevin", "brownian"], help="override the system's default dynamics")
     p.set_defaults(run=_simulate)
 
     p = commands.add_parser("bias", help="well-tempered metadynamics along a CV file")
-    p.add_argument("--system", required=True, help="a name from `cvplug systems`")
-    p.add_argument("--cv", required=True, help="a CV file written by CollectiveVariable.export")
-    common(p, 100_000)
-    p.add_argument("--out", default="bias-output", help="output folder (a second run resumes it)")
-    p.add_argument("--bias-factor", type=float, default=8.0, help="well-tempered bias factor (> 1)")
-    p.add_argument("--height", type=float, default=1.2, help="initial Gaussian height, kJ/mol")
-    p.add_argument("--frequency", type=int, default=500, help="steps between Gaussian depositions")
-    p.add_argument("--range", type=_range, action="append", help="LOWER:UPPER of a component, repeat per component; write --range=-3:3 when LOWER is negative")
-    p.add_argument("--width", type=float, action="append", help="Gaussian width of a component (repeat)")
-    p.add_argument("--report-every", type=int, default=500, help="steps between saved frames and colvar lines")
+    _system_options(p, positional=False)
+    p.add_argument("--cv", required=True, help="a CV file written by CollectiveVariable.export or `cvplug learn`")
+    _run_options(p, 100_000, 500)
+    p.add_argument("--out", default="bias-output", help="output folder; a second run resumes it "
+                                                        "(default %(default)s)")
+    _bias_options(p, learn_defaults)
     p.add_argument("--engine", choices=["hills", "openmm"], default="hills",
                    help="hills: CV and bias in one PythonForce (default); openmm: OpenMM's Metadynamics")
-    p.add_argument("--stride", type=int, default=1, help="apply the bias every STRIDE steps (MTS Langevin)")
     p.add_argument("--walker", type=int, default=0, help="walker index; walkers sharing --out share the bias")
     p.set_defaults(run=_bias)
 
     p = commands.add_parser("learn", help="alternate MD, CV learning and biasing for several rounds")
-    p.add_argument("system", help="a name from `cvplug systems`")
-    p.add_argument("--method", default="dynae", help="a name from `cvplug methods` (default dynae)")
-    p.add_argument("--rounds", type=int, default=4, help="rounds: 1 unbiased, then biased (default 4)")
-    common(p, 50_000)
-    p.add_argument("--report-every", type=int, default=50, help="steps between frames used for training")
-    p.add_argument("--latent-dim", type=int, default=2, help="CV components (default 2)")
-    p.add_argument("--lag", type=int, default=1, help="frames between the members of a training pair")
-    p.add_argument("--stride", type=int, default=1, help="apply the bias every STRIDE steps (MTS Langevin)")
+    _system_options(p, positional=True)
+    p.add_argument("--method", default=learn_defaults.method,
+                   help="a name from `cvplug methods` (default %(default)s)")
+    p.add_argument("--option", type=_method_option, action="append", metavar="KEY=VALUE",
+                   help="a method option (repeat), e.g. --option epochs=50; `cvplug methods` lists them")
+    p.add_argument("--features", action="append", metavar="SPEC",
+                   help="CV inputs (repeat): backbone-torsions, torsions:I,J,K,L;…, distances:SEL, contacts:SEL, "
+                        "positions:SEL (default: backbone torsions of peptides, else aligned heavy atoms)")
+    p.add_argument("--rounds", type=_positive_int, default=learn_defaults.rounds,
+                   help="rounds: 1 unbiased, then biased (default %(default)s)")
+    _run_options(p, learn_defaults.steps_per_round, learn_defaults.report_every)
+    p.add_argument("--n-components", type=_positive_int, default=learn_defaults.n_components,
+                   help="CV components (default %(default)s)")
+    p.add_argument("--lag", type=_positive_int, default=learn_defaults.lag,
+                   help="frames between the members of a training pair (default %(default)s)")
+    _bias_options(p, learn_defaults)
     p.add_argument("--out", required=True, help="output folder (a second run resumes it)")
     p.set_defaults(run=_learn)
 
@@ -140,16 +298,88 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_info)
 
     commands.add_parser("systems", help="list the shipped systems").set_defaults(run=_systems)
-    commands.add_parser("methods", help="list the registered CV-learning methods").set_defaults(run=_methods)
+    commands.add_parser("methods", help="list the CV-learning methods, what they need and their options") \
+        .set_defaults(run=_methods)
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
+
+
+def _apply_config(parser: argparse.ArgumentParser, args, argv) -> None:
+    """Fill ``args`` from ``args.config`` wherever the command line did not set the option."""
+    sub = _subparser(parser, args.command)
+    path = Path(args.config)
     try:
+        config = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"no run file at {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path} is not valid TOML: {error}") from None
+    dests = {a.dest: a for a in sub._actions if a.dest not in ("help", "config")}
+    given = _given(sub, argv[1:])
+    for key, value in config.items():
+        dest = key.replace("-", "_")
+        if dest not in dests:
+            raise ValueError(f"{path}: unknown key {key!r} for `cvplug {args.command}`; keys are the long "
+                             f"options: {', '.join(sorted(d for d in dests if d != 'system_name'))}")
+        if dest in given:
+            continue
+        setattr(args, dest, _from_config(dests[dest], value, f"{path}: {key}"))
+
+
+def _from_config(action: argparse.Action, value, where: str):
+    """A run-file value checked as the command line would check it."""
+    if action.dest == "option":
+        return list(value.items()) if isinstance(value, dict) else [_method_option(v) for v in value]
+    if action.dest == "range":
+        return [_range(f"{lo}:{hi}") for lo, hi in value]
+    many = isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*")
+    if many and not isinstance(value, list):
+        value = [value]
+    if action.type is None or isinstance(value, bool):
+        return value
+    try:
+        return [action.type(str(v)) for v in value] if many else action.type(str(value))
+    except argparse.ArgumentTypeError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _given(sub: argparse.ArgumentParser, argv) -> set:
+    """The destinations the command line sets explicitly."""
+    saved = [(a, a.default) for a in sub._actions]
+    try:
+        for action in sub._actions:
+            action.default = argparse.SUPPRESS
+        namespace, _ = sub.parse_known_args(argv)
+    finally:
+        for action, default in saved:
+            action.default = default
+    return set(vars(namespace))
+
+
+def main(argv=None) -> int:
+    from .cv import CVFileError  # noqa: F401  (a ValueError: one line, exit 2)
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.formatwarning = lambda message, category, *_: f"cvplug {args.command}: warning: {message}\n"
+    try:
+        if getattr(args, "config", None):
+            _apply_config(parser, args, argv)
+        if getattr(args, "system_name", None):
+            if args.system and args.system != args.system_name:
+                raise ValueError(f"two systems given: {args.system_name!r} and --system {args.system!r}")
+            args.system = args.system_name
+        if hasattr(args, "system_name"):
+            del args.system_name
         args.run(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"cvplug {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"cvplug {args.command}: error: {str(error).splitlines()[0] if str(error) else error!r}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ncvplug {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

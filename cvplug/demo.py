@@ -20,14 +20,16 @@ import torch
 from cvplug import systems
 from .analysis import ala2_basins, fes_rms_error, histogram_fes, project_fes, reference_fes_phi
 from .bias import run_metadynamics
-from .cv import ANGLE, CollectiveVariable
+from .cv import ANGLE, CollectiveVariable, load_cv
 from .features import Dihedrals
 from .learn import LearnSettings, learn, round_frames
+from .metrics import circular_linear_correlation
 from .plots import plot_fes
 
 __all__ = ["phi_psi_cv", "run_demo", "DEFAULT", "FULL"]
 
 SYSTEM = "ala2-implicit"
+FEATURES = ("positions:not element H",)  # aligned heavy-atom Cartesians: the CV is not told about φ or ψ
 # steps of 2 fs; height kJ/mol; frequency = MD steps between hills; stride = MD steps between bias evaluations
 DEFAULT = dict(rounds=4, steps_per_round=50_000, report_every=50, stride=1, height=2.0, frequency=100,
                bias_factor=10.0)                                                  # 0.4 ns in all
@@ -43,20 +45,20 @@ def phi_psi_cv(spec: systems.SystemSpec) -> CollectiveVariable:
 
 
 def _frames(out_dir: Path, method: str, spec, settings: dict, seed: int, platform: str, progress: bool):
-    """Run the sampling; returns (positions of the biased frames, their weights, per-round summaries)."""
+    """Run the sampling; returns (positions of the biased frames, their weights, the final CV or None)."""
     if method == "analytic":
         steps = settings["rounds"] * settings["steps_per_round"]
         run_metadynamics(spec, phi_psi_cv(spec), steps, out_dir / "analytic", widths=[0.35, 0.35], seed=seed,
                          platform=platform, progress=progress,
                          **{k: v for k, v in settings.items() if k not in ("rounds", "steps_per_round")})
         positions, weights = round_frames(out_dir / "analytic", spec)
-        return positions, weights, []
-    summaries = learn(SYSTEM, out_dir / "learn", LearnSettings(method=method, seed=seed, platform=platform,
-                                                               **settings), progress=progress)
+        return positions, weights, None
+    learn(SYSTEM, out_dir / "learn", LearnSettings(method=method, seed=seed, platform=platform, features=FEATURES,
+                                                   **settings), progress=progress)
     rounds = [round_frames(out_dir / "learn" / f"round_{k}", spec) for k in range(1, settings["rounds"])]
     positions = np.concatenate([p for p, _ in rounds])
     weights = np.concatenate([w for _, w in rounds]) / len(rounds)
-    return positions, weights, summaries
+    return positions, weights, load_cv(out_dir / "learn" / f"round_{settings['rounds'] - 1}" / "cv.pt")
 
 
 def run_demo(out_dir="demo-output", method: str = "dynae", full: bool = False, seed: int = 0,
@@ -68,7 +70,7 @@ def run_demo(out_dir="demo-output", method: str = "dynae", full: bool = False, s
     spec = systems.load(SYSTEM)
     settings = settings or (FULL if full else DEFAULT)
     start = time.perf_counter()
-    positions, weights, summaries = _frames(out_dir, method, spec, settings, seed, platform, progress)
+    positions, weights, cv = _frames(out_dir, method, spec, settings, seed, platform, progress)
     seconds = time.perf_counter() - start
     angles = Dihedrals([spec.extras["phi_atoms"], spec.extras["psi_atoms"]])(torch.as_tensor(positions)).numpy()
     phi, psi = angles[:, 0], angles[:, 1]
@@ -85,10 +87,18 @@ def run_demo(out_dir="demo-output", method: str = "dynae", full: bool = False, s
     result = {"method": method, "seed": seed, "seconds": seconds, "frames": len(phi), "basins_visited": basins,
               "basins_reweighted": ala2_basins(phi, psi, weights), "fes_phi_rms_kT": rms / kT,
               "fes_phi_coverage": coverage,
-              "correlation": summaries[-1]["biased_rounds"].get("correlation") if summaries else None}
+              "correlation": _correlation(cv, positions, phi, psi) if cv is not None else None}
     (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
     _print_summary(result, out_dir, settings, spec)
     return result
+
+
+def _correlation(cv, positions: np.ndarray, phi: np.ndarray, psi: np.ndarray) -> dict:
+    """Circular-linear correlation of each CV component with φ and ψ over the biased frames."""
+    with torch.no_grad():
+        values = cv(torch.as_tensor(positions)).double().numpy()
+    return {f"{name}~{cv.names[k]}": circular_linear_correlation(angle, values[:, k])
+            for name, angle in (("phi", phi), ("psi", psi)) for k in range(values.shape[1])}
 
 
 def _histogram_2d(phi, psi, weights, grid, kT) -> np.ndarray:

@@ -1,170 +1,274 @@
 """Learn a CV while sampling: simulate → learn → bias with the new CV → learn again, round after round.
 
-Round 0 is unbiased MD from the system's initial positions; round k ≥ 1 is well-tempered metadynamics along the
-CV learned after round k − 1, started from the last frame of round k − 1. After every round the method's
-``fit_trajectories`` is trained on all frames gathered so far (fine-tuning the previous CV where the method
-supports it):
+Round 0 is unbiased MD from the system's starting positions; round k ≥ 1 is well-tempered metadynamics along the
+CV learned after round k − 1, started from the final state of round k − 1. After every round the method
+(:mod:`cvplug.methods`) is trained afresh on all frames gathered so far, handed over as one
+:class:`cvplug.data.TrainingData`:
 
 - time-lagged methods (DynAE, TICA) take lag pairs *within* each round's trajectory, never across rounds. In a
   biased round the pairs follow biased dynamics: the bias changes along the CV only, so short-lag pairs still
   show which way the system can move, which is what these methods need to find the slow directions;
 - methods that need equilibrium averages receive per-frame weights w ∝ exp(V(s)/kT) with V the final bias of
-  that round (the static-bias reweighting of well-tempered metadynamics); unbiased frames have weight 1.
+  that round (the static-bias reweighting of well-tempered metadynamics); unbiased frames have weight 1;
+- data-free methods (reverse-KL) learn from the force field and may use the frames where they have a data option.
 
 The bias is carried from round to round: the hills of the earlier rounds are deposited again, in their order, at
 the *new* CV values of the configurations where they were deposited, with the well-tempered heights this replay
 gives (:meth:`cvplug.hills.HillsBias.redeposit`), and start round k as ``hills/hills.inherited.npy``, so
-exploration accumulates instead of restarting with each new CV. (Keeping the old heights stacked hills wherever
-the new CV maps many old configurations together and trapped the demo in a pocket of the β basin.)
+exploration accumulates instead of restarting with each new CV.
 
-Each round writes ``round_<k>/``: the trajectory, ``colvar.dat``, the bias, ``cv.pt`` (the CV learned after
-it), ``fes.npz``/``fes.png`` along the CV and ``summary.json``. ``progress.json`` lists finished rounds: an
-interrupted run resumes at the round it was in (the MD itself resumes from its checkpoint).
+Each round writes ``round_<k>/``: the trajectory (the atoms of ``save_atoms`` only), ``colvar.dat``, the bias,
+``cv.pt`` (the CV learned after it), ``fes_cv.npz``/``fes_cv.png`` (free energy along the learned CV, kT) and
+``summary.json`` (:mod:`cvplug.report`). ``progress.json`` lists finished rounds: an interrupted run resumes at
+the round it was in (the MD itself resumes from its checkpoint).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import openmm
+import openmm.unit as unit
 import torch
 
 from cvplug import systems
+from . import methods
 from .bias import bias_grid, reweighting_factors, run_metadynamics
-from .hills import HillsBias
 from .cv import load_cv
-from .methods import TrajectoryMethod, get
-from .simulate import load_trajectory, simulate, trajectory_positions
+from .data import TrainingData, full_positions
+from .features import Dihedrals, Feature, default_features
+from .hills import HillsBias
+from .report import plot_round_fes, round_report
+from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
+from .simulate import load_trajectory, simulate
 
-__all__ = ["LearnSettings", "learn", "round_frames"]
+__all__ = ["LearnSettings", "learn", "round_frames", "resolve_features", "resolve_save_atoms"]
 
 
 @dataclass
 class LearnSettings:
-    """Settings of a learn run (steps are MD steps of the system's timestep)."""
+    """Settings of a learn run; steps are MD steps of the system's timestep.
+
+    The metadynamics defaults (height 2 kJ/mol every 100 steps, bias factor 10, 0.1 ns rounds) take alanine
+    dipeptide out of its starting basin within the first biased rounds (README, "Your own system").
+    """
 
     method: str = "dynae"
     rounds: int = 4
     steps_per_round: int = 50_000
     report_every: int = 50               # MD steps between frames used for training
-    latent_dim: int = 2
+    n_components: int = 2
     lag: int = 1                         # frames between the two members of a training pair
-    bias_factor: float = 8.0
-    height: float = 1.2                  # kJ/mol
-    frequency: int = 200                 # MD steps between hills
+    features: tuple = ()                 # feature specs (cvplug.selection); empty: the system's default
+    save_atoms: Optional[str] = None     # mdtraj selection stored in trajectories; None: all but water and ions
+    bias_factor: float = 10.0
+    height: float = 2.0                  # kJ/mol
+    frequency: int = 100                 # MD steps between hills
+    widths: Optional[list] = None        # Gaussian widths per component (CV units); None: from the CV
+    ranges: Optional[list] = None        # bias grid (lower, upper) per component; None: from the CV
     stride: int = 1                      # MD steps between bias force evaluations
     seed: int = 0
     platform: str = "CPU"
     method_options: dict = field(default_factory=dict)
 
+    def check(self) -> None:
+        """Raise ValueError naming the first setting out of range."""
+        for name in ("rounds", "steps_per_round", "report_every", "n_components", "lag", "frequency", "stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("height", "bias_factor"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+        if self.bias_factor <= 1:
+            raise ValueError(f"bias_factor must be > 1 for well-tempered metadynamics, got {self.bias_factor}")
+        if self.steps_per_round % self.report_every or self.frequency % self.report_every:
+            raise ValueError(f"steps_per_round ({self.steps_per_round}) and frequency ({self.frequency}) must be "
+                             f"multiples of report_every ({self.report_every})")
+        if self.report_every % self.stride:
+            raise ValueError(f"report_every ({self.report_every}) must be a multiple of stride ({self.stride})")
 
-def round_frames(round_dir: Path, spec) -> tuple[np.ndarray, np.ndarray]:
-    """Positions [frames, n_atoms, 3] (nm) of one round, and their reweighting factors (sum 1)."""
-    path = round_dir / ("trajectory.npz" if spec.toy is not None else "trajectory.dcd")
-    positions = trajectory_positions(load_trajectory(path), spec)
+
+def resolve_features(spec, specs=()) -> Feature:
+    """The CV inputs of ``spec``: the feature ``specs`` (:mod:`cvplug.selection`), or the system's default."""
+    if spec.toy is not None:
+        if specs:
+            raise ValueError("toy systems use their natural coordinates; leave features out")
+        return default_features(spec, None)
+    return parse_features(list(specs) or default_feature_specs(spec.topology), spec.topology, spec.positions)
+
+
+def resolve_save_atoms(spec, selection: Optional[str] = None) -> Optional[np.ndarray]:
+    """Full-system indices of the atoms trajectories store (``selection``, default all but water and ions);
+    None when that is every atom."""
+    if spec.toy is not None:
+        return None
+    atoms = select_atoms(spec.topology, selection) if selection else solute_atoms(spec.topology)
+    return None if len(atoms) == spec.n_atoms else np.asarray(sorted(atoms), dtype=np.int64)
+
+
+def round_frames(round_dir, spec) -> tuple[np.ndarray, np.ndarray]:
+    """One round's frames [frames, saved atoms, 3] (nm, float32; the atoms of
+    :func:`cvplug.simulate.saved_atoms`, all for toys) and their reweighting factors (sum 1)."""
+    round_dir = Path(round_dir)
+    if spec.toy is not None:
+        trajectory = load_trajectory(round_dir / "trajectory.npz")
+        frames = np.stack([spec.toy.positions(x) for x in trajectory.x]).astype(np.float32)
+    else:
+        frames = load_trajectory(round_dir / "trajectory.dcd").xyz
     if not (round_dir / "metadynamics.json").exists():
-        return positions, np.full(len(positions), 1.0 / len(positions))
+        return frames, np.full(len(frames), 1.0 / len(frames))
     weights = reweighting_factors(round_dir)
-    if len(weights) != len(positions):
-        raise ValueError(f"{round_dir}: {len(weights)} colvar lines but {len(positions)} frames; the run was "
+    if len(weights) != len(frames):
+        raise ValueError(f"{round_dir}: {len(weights)} colvar lines but {len(frames)} frames; the run was "
                          "interrupted between writing them — rerun the same command to complete it")
-    return positions, weights
+    return frames, weights
 
 
-def _inherit_hills(out_dir: Path, k: int, cv, spec, settings: LearnSettings) -> None:
-    """Write the hills of rounds 1 … k − 1, deposited again in order at ``cv``'s values of their configurations
-    (well-tempered heights recomputed, :meth:`HillsBias.redeposit`), for round k."""
-    centers = []
-    for j in range(1, k):
-        round_dir = out_dir / f"round_{j}"
-        frequency = json.loads((round_dir / "metadynamics.json").read_text())["frequency"]
-        n_hills = len(np.load(round_dir / "hills" / "hills.0.npy"))
-        positions, _ = round_frames(round_dir, spec)
-        frames = (np.arange(1, n_hills + 1) * frequency) // settings.report_every - 1  # frame of each deposition
-        with torch.no_grad():
-            centers.append(cv(torch.as_tensor(positions[frames[frames < len(positions)]])).double().numpy())
-    if centers:
-        ranges, widths = bias_grid(cv, None, None)
-        bias = HillsBias(widths, [tuple(p) if p is not None else None for p in cv.metadata["periodic"]],
-                         spec.temperature, settings.bias_factor, settings.height)
-        bias.use_grid(ranges)
-        bias.redeposit(np.concatenate(centers))
-        folder = out_dir / f"round_{k}" / "hills"
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".tmp.{path.name}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+class _Run:
+    """The state of one learn run: the system, its features, the saved atoms and the frames read so far."""
+
+    def __init__(self, spec, out_dir: Path, settings: LearnSettings, progress: bool):
+        self.spec, self.out_dir, self.settings, self.progress = spec, out_dir, settings, progress
+        self.features = resolve_features(spec, settings.features)
+        self.atoms = resolve_save_atoms(spec, settings.save_atoms)
+        self.frames: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []
+        self.method(0, None)  # options and system checked before any MD runs
+        TrainingData(spec, self.features, atoms=self.atoms)  # the features read saved atoms only
+        self.phi = None
+        if spec.toy is None:
+            quadruplets = phi_quadruplets(spec.topology)
+            self.phi = Dihedrals(quadruplets) if quadruplets else None
+
+    def method(self, k: int, work_dir) -> methods.Method:
+        options = {"n_components": self.settings.n_components, **self.settings.method_options}
+        method = methods.create(self.settings.method, options, seed=self.settings.seed * 1000 + k,
+                                work_dir=work_dir, progress=self.progress)
+        method.check(self.spec)
+        return method
+
+    def round_dir(self, k: int) -> Path:
+        return self.out_dir / f"round_{k}"
+
+    def read_round(self, k: int) -> None:
+        """Append round k's frames (saved atoms, nm) and reweighting factors."""
+        frames, weights = round_frames(self.round_dir(k), self.spec)
+        self.frames.append(frames)
+        self.weights.append(weights)
+
+    def start_spec(self, k: int):
+        """A copy of the system (its own openmm.System) at the final state of round k − 1."""
+        positions = self.spec.positions
+        if k > 0:
+            state_file = self.round_dir(k - 1) / "trajectory.state.xml"
+            state = openmm.XmlSerializer.deserialize(state_file.read_text())
+            positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        return dataclasses.replace(self.spec, system=copy.deepcopy(self.spec.system), positions=np.array(positions))
+
+    def inherit_hills(self, k: int, cv) -> None:
+        """Write the hills of rounds 1 … k − 1, deposited again in order at ``cv``'s values of their
+        configurations (well-tempered heights recomputed, :meth:`HillsBias.redeposit`), for round k."""
+        centers = []
+        for j in range(1, k):
+            folder = self.round_dir(j)
+            frequency = json.loads((folder / "metadynamics.json").read_text())["frequency"]
+            n_hills = len(np.load(folder / "hills" / "hills.0.npy"))
+            frames = (np.arange(1, n_hills + 1) * frequency) // self.settings.report_every - 1
+            frames = frames[frames < len(self.frames[j])]
+            with torch.no_grad():
+                centers.append(cv(full_positions(self.frames[j][frames], self.atoms, self.spec)).double().numpy())
+        if centers:
+            ranges, widths = bias_grid(cv, self.settings.ranges, self.settings.widths)
+            bias = HillsBias(widths, [tuple(p) if p is not None else None for p in cv.metadata["periodic"]],
+                             self.spec.temperature, self.settings.bias_factor, self.settings.height)
+            bias.use_grid(ranges)
+            bias.redeposit(np.concatenate(centers))
+            folder = self.round_dir(k) / "hills"
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / "hills.inherited.npy", np.column_stack([bias.centers, bias.heights]))
+
+    def sample(self, k: int, cv) -> float:
+        """Run round k's MD (unbiased for k = 0, else biased along ``cv``); returns its wall time (s)."""
+        s, folder = self.settings, self.round_dir(k)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "hills.inherited.npy", np.column_stack([bias.centers, bias.heights]))
+        start = time.perf_counter()
+        spec = self.start_spec(k)
+        seed = s.seed * 1000 + k
+        if k == 0:
+            simulate(spec, s.steps_per_round, folder / "trajectory", s.report_every, seed, s.platform,
+                     progress=self.progress, save_atoms=self.atoms)
+        else:
+            self.inherit_hills(k, cv)
+            run_metadynamics(spec, cv, s.steps_per_round, folder, bias_factor=s.bias_factor, height=s.height,
+                             frequency=s.frequency, ranges=s.ranges, widths=s.widths, report_every=s.report_every,
+                             stride=s.stride, seed=seed, platform=s.platform, progress=self.progress,
+                             save_atoms=self.atoms)
+        return time.perf_counter() - start
+
+    def data(self) -> TrainingData:
+        return TrainingData(self.spec, self.features, self.frames, self.atoms, self.weights, self.settings.lag)
+
+    def summarise(self, k: int, cv, md_seconds: float, train_seconds: float) -> dict:
+        data = self.data()
+        values = [v.astype(np.float64) for v in data.apply(cv)]
+        phi = data.apply(self.phi) if self.phi is not None else None
+        periodic = [tuple(p) if p is not None else None for p in cv.metadata["periodic"]]
+        sampled_ps = self.settings.steps_per_round * self.spec.timestep
+        report, fes = round_report(values, self.weights, k, periodic, cv.metadata["names"], sampled_ps, md_seconds,
+                                   phi)
+        np.savez(self.round_dir(k) / "fes_cv.npz", names=np.array(cv.metadata["names"]), units="kT",
+                 **{f"edges{i}": e for i, e in enumerate(fes["edges"])},
+                 **{f"fes{i}": f for i, f in enumerate(fes["fes_1d"])},
+                 **({"fes_2d": fes["fes_2d"]} if "fes_2d" in fes else {}))
+        plot_round_fes(fes, cv.metadata["names"], self.round_dir(k) / "fes_cv.png")
+        report = {"round": k, "md_seconds": md_seconds, "train_seconds": train_seconds, **report}
+        if self.spec.report is not None:
+            positions = torch.cat([data.positions(k)])
+            report["system"] = self.spec.report(self.spec, positions.double().numpy(), self.weights[k])
+        return report
 
 
-def _analyse(spec, cv, positions: np.ndarray, weights: np.ndarray) -> dict:
-    """Correlations of the CV with φ/ψ and basin populations (alanine dipeptide), else CV statistics."""
-    with torch.no_grad():
-        values = cv(torch.as_tensor(positions)).double().numpy()
-    report = {"cv_mean": values.mean(0).tolist(), "cv_std": values.std(0).tolist(), "frames": len(positions)}
-    if "phi_atoms" in spec.extras:
-        from .analysis import ala2_basins
-        from .features import Dihedrals
-        from .metrics import circular_linear_correlation
-
-        angles = Dihedrals([spec.extras["phi_atoms"], spec.extras["psi_atoms"]])(torch.as_tensor(positions)).numpy()
-        report["basins"] = ala2_basins(angles[:, 0], angles[:, 1])
-        report["basins_reweighted"] = ala2_basins(angles[:, 0], angles[:, 1], weights)
-        report["correlation"] = {f"{name}~cv{k}": circular_linear_correlation(angles[:, a], values[:, k])
-                                 for a, name in enumerate(["phi", "psi"]) for k in range(values.shape[1])}
-    return report
-
-
-def learn(system: str, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True) -> list[dict]:
-    """Run (or resume) the learn loop on ``system``; returns one summary dict per round."""
+def learn(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True) -> list[dict]:
+    """Run (or resume) the learn loop on ``system`` (a SystemSpec or anything
+    :func:`cvplug.systems.resolve` accepts); returns one summary dict per round (:mod:`cvplug.report`)."""
     settings = settings or LearnSettings()
-    method = get(settings.method)
-    if not isinstance(method, TrajectoryMethod):
-        raise ValueError(f"method {settings.method!r} cannot learn from trajectories (no fit_trajectories)")
-    if settings.rounds < 1 or settings.steps_per_round % settings.report_every or \
-            settings.frequency % settings.report_every:
-        raise ValueError("rounds must be ≥ 1, steps_per_round and frequency multiples of report_every")
+    settings.check()
+    spec = systems.resolve(system)
     out_dir = Path(out_dir)
+    run = _Run(spec, out_dir, settings, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
+    _write_atomic(out_dir / "settings.json", json.dumps(asdict(settings), indent=2))
     state_file = out_dir / "progress.json"
     summaries = json.loads(state_file.read_text()) if state_file.exists() else []
+    for k in range(len(summaries)):
+        run.read_round(k)
+    cv = load_cv(run.round_dir(len(summaries) - 1) / "cv.pt") if summaries else None
     for k in range(len(summaries), settings.rounds):
+        md_seconds = run.sample(k, cv)
+        run.read_round(k)
         start = time.perf_counter()
-        round_dir = out_dir / f"round_{k}"
-        spec = systems.load(system)
-        if k > 0:
-            previous_positions, _ = round_frames(out_dir / f"round_{k - 1}", spec)
-            spec.positions = previous_positions[-1]
-        seed = settings.seed * 1000 + k
-        if k == 0:
-            round_dir.mkdir(parents=True, exist_ok=True)
-            simulate(spec, settings.steps_per_round, round_dir / "trajectory", settings.report_every, seed,
-                     settings.platform, progress=progress)
-        else:
-            cv = load_cv(out_dir / f"round_{k - 1}" / "cv.pt")
-            _inherit_hills(out_dir, k, cv, spec, settings)
-            run_metadynamics(spec, cv, settings.steps_per_round, round_dir, bias_factor=settings.bias_factor,
-                             height=settings.height, frequency=settings.frequency,
-                             report_every=settings.report_every, stride=settings.stride, seed=seed,
-                             platform=settings.platform, progress=progress)
-        md_seconds = time.perf_counter() - start
-        rounds = [round_frames(out_dir / f"round_{j}", spec) for j in range(k + 1)]
-        previous = load_cv(out_dir / f"round_{k - 1}" / "cv.pt") if k > 0 else None
-        cv = method.fit_trajectories([p for p, _ in rounds], spec, latent_dim=settings.latent_dim,
-                                     lag=settings.lag, weights=[w for _, w in rounds], seed=seed,
-                                     previous=previous, work_dir=round_dir / "train", progress=progress,
-                                     **settings.method_options)
-        positions = np.concatenate([p for p, _ in rounds])
-        cv.calibrate(torch.as_tensor(positions, dtype=torch.float32))
-        cv.export(round_dir / "cv.pt")
-        biased = [r for j, r in enumerate(rounds) if j > 0] or rounds
-        summary = {"round": k, "md_seconds": md_seconds, "train_seconds": time.perf_counter() - start - md_seconds,
-                   "this_round": _analyse(spec, cv, *rounds[k]),
-                   "biased_rounds": _analyse(spec, cv, np.concatenate([p for p, _ in biased]),
-                                             np.concatenate([w for _, w in biased]) / len(biased))}
-        (round_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        method = run.method(k, run.round_dir(k) / "train").fit(run.data())
+        cv = method.cv
+        cv.calibrate(run.data().sample_positions())
+        cv.export(run.round_dir(k) / "cv.pt")
+        summary = run.summarise(k, cv, md_seconds, time.perf_counter() - start)
+        _write_atomic(run.round_dir(k) / "summary.json", json.dumps(summary, indent=2))
         summaries.append(summary)
-        state_file.write_text(json.dumps(summaries, indent=2))
+        _write_atomic(state_file, json.dumps(summaries, indent=2))
     return summaries
-

@@ -1,54 +1,93 @@
-"""The registry of CV-learning methods: plugins registered under the entry-point group ``cvplug.methods``.
+"""One interface for every CV-learning method, and the registry that finds them (entry-point group
+``cvplug.methods``).
 
-A third party adds a method without touching cvplug by declaring, in its own ``pyproject.toml``::
+A method is an estimator in the style of deeptime and scikit-learn: options go to the constructor, ``fit(data)``
+trains on a :class:`cvplug.data.TrainingData` and returns the method itself, and then ``method.cv`` is the
+learned :class:`~cvplug.CollectiveVariable` and ``method.model`` the method's own model (a deeptime TICA model,
+a DynAE result, a FlowVAE, an NCT model, a coarse-grained generative model).
+
+>>> from cvplug import methods
+>>> tica = methods.create("tica", {"n_components": 1})
+>>> tica.n_components, "pairs" in tica.needs
+(1, True)
+
+A third party adds a method without touching cvplug: subclass :class:`Method`, then declare in its own
+``pyproject.toml``::
 
     [project.entry-points."cvplug.methods"]
     mymethod = "mypackage.mymodule:MyMethod"
 
-The object must satisfy :class:`Method`: a ``name``, a one-line ``summary`` and ``fit(...)`` returning a
-:class:`cvplug.CollectiveVariable`. Methods that can learn from MD trajectories also provide
-``fit_trajectories`` (:class:`TrajectoryMethod`), which is what ``cvplug learn`` calls between rounds.
-The core never imports a plugin module directly; it asks :func:`get`.
+``cvplug learn --method mymethod --option key=value`` then builds ``MyMethod(key=value, ...)`` and calls its
+``fit`` after every round. The core never imports a plugin module directly; it asks :func:`get`.
 """
 from __future__ import annotations
 
+import inspect
+import tomllib
 from importlib.metadata import entry_points
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Optional
 
-import numpy as np
-
-from .cv import CollectiveVariable
-
-__all__ = ["Method", "TrajectoryMethod", "available", "get", "GROUP"]
+__all__ = ["Method", "NEEDS", "available", "get", "create", "parse_option", "GROUP"]
 
 GROUP = "cvplug.methods"
 
-
-@runtime_checkable
-class Method(Protocol):
-    name: str
-    summary: str
-
-    def fit(self, *args, **kwargs) -> CollectiveVariable:  # pragma: no cover - protocol
-        ...
+NEEDS = {
+    "frames": "frames of the system (features computed by the core)",
+    "pairs": "time-lagged pairs of frames (lag in frames)",
+    "weights": "per-frame statistical weights of biased frames",
+    "system": "the system's force field, through the autograd bridge (no data needed)",
+}
 
 
-@runtime_checkable
-class TrajectoryMethod(Protocol):
-    """A method that learns a CV from molecular or toy trajectories (used by ``cvplug learn``)."""
+class Method:
+    """Base class of the estimators: ``Method(n_components, *, seed, work_dir, progress, **options)``.
 
-    def fit_trajectories(self, trajectories: Sequence[np.ndarray], spec, *, latent_dim: int = 2, lag: int = 1,
-                         weights: Optional[Sequence[np.ndarray]] = None, seed: int = 0,
-                         previous: Optional[CollectiveVariable] = None, work_dir=None,
-                         progress: bool = True) -> CollectiveVariable:  # pragma: no cover - protocol
-        """Learn a ``latent_dim``-component CV of ``spec`` from trajectories of full-system positions.
+    Parameters
+    ----------
+    n_components : number of CV components d.
+    seed : random seed; the same seed gives the same CV on the same machine.
+    work_dir : folder for checkpoints (an interrupted fit resumes from it), or None.
+    progress : show progress bars.
 
-        ``trajectories``: arrays [frames, n_atoms, 3] (nm), each one continuous in time with ``lag`` frames
-        between the pairs a time-lagged method uses (pairs never straddle two arrays); ``weights``: per-frame
-        statistical weights (biased runs) for methods that need equilibrium averages; ``previous``: the CV of
-        the last round, to fine-tune from; ``work_dir``: where checkpoints may go.
-        """
-        ...
+    Subclasses set ``name``, ``summary`` (one line), ``needs`` (keys of :data:`NEEDS`) and implement
+    :meth:`fit`, which sets ``self.cv`` and ``self.model`` and returns ``self``.
+    """
+
+    name: str = ""
+    summary: str = ""
+    needs: tuple[str, ...] = ("frames",)
+
+    def __init__(self, n_components: int = 2, *, seed: int = 0, work_dir=None, progress: bool = True):
+        if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        self.n_components, self.seed, self.work_dir, self.progress = n_components, int(seed), work_dir, progress
+        self.cv = None
+        self.model: Any = None
+
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """The options the constructor takes, with their defaults (``inspect.Parameter.empty`` if none).
+        A method whose options live elsewhere (e.g. a settings dataclass) extends this."""
+        options: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if "__init__" in vars(klass) and issubclass(klass, Method):
+                for name, parameter in inspect.signature(klass.__init__).parameters.items():
+                    if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                        options[name] = parameter.default
+        return options
+
+    def check(self, spec) -> None:
+        """Raise ValueError if this method cannot learn a CV of system ``spec``; called before any MD runs."""
+
+    def fit(self, data) -> "Method":  # pragma: no cover - interface
+        """Train on ``data`` (:class:`cvplug.data.TrainingData`); sets ``cv`` and ``model``; returns self."""
+        raise NotImplementedError
+
+    def checkpoint(self, filename: str):
+        """Path of a checkpoint file in ``work_dir``, or None when there is no work folder."""
+        from pathlib import Path
+
+        return Path(self.work_dir) / filename if self.work_dir is not None else None
 
 
 def available() -> dict[str, str]:
@@ -56,13 +95,39 @@ def available() -> dict[str, str]:
     return {ep.name: ep.value for ep in entry_points(group=GROUP)}
 
 
-def get(name: str) -> Method:
-    """Load the method registered as ``name``; unknown names raise ValueError listing the known ones."""
+def get(name: str) -> type[Method]:
+    """The method class registered as ``name``; unknown names raise ValueError listing the known ones."""
     matches = [ep for ep in entry_points(group=GROUP) if ep.name == name]
     if not matches:
         known = ", ".join(sorted(available())) or "none installed"
         raise ValueError(f"unknown CV method {name!r}; registered methods: {known}")
     method = matches[0].load()
-    if not isinstance(method, Method):
-        raise TypeError(f"the entry point {matches[0].value} for {name!r} does not provide name, summary and fit()")
+    if not (isinstance(method, type) and issubclass(method, Method)):
+        raise TypeError(f"the entry point {matches[0].value} for {name!r} is not a cvplug.methods.Method class")
     return method
+
+
+def create(name: str, options: Optional[dict] = None, **run) -> Method:
+    """Build method ``name`` with user ``options``; ``run`` holds seed, work_dir, progress. An unknown option
+    raises ValueError naming it and listing the method's options."""
+    method = get(name)
+    options = dict(options or {})
+    known = method.options()
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        listed = ", ".join(k for k in known if k not in ("seed", "work_dir", "progress"))
+        raise ValueError(f"unknown option {', '.join(unknown)} for method {name!r}; its options: {listed}")
+    return method(**options, **run)
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``"key=value"`` → (key, value); the value is read as a TOML value (``3``, ``0.5``, ``true``, ``[64, 64]``,
+    ``"text"``), and taken as a plain string if it is not one."""
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise ValueError(f"a method option is KEY=VALUE, e.g. epochs=50, not {text!r}")
+    try:
+        return key, tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()

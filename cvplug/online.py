@@ -1,7 +1,7 @@
 """Continuous mode: one simulation that never stops while its CV is retrained every N steps.
 
 The CV is evaluated in the ``"hills"`` engine's PythonForce; every ``update_every`` steps the method retrains it
-(fine-tuning from the current CV) on a rolling buffer of the latest frames, and the new CV replaces the old one in
+on a rolling buffer of the latest frames, and the new CV replaces the old one in
 the running Context. Each hill is moved to the new CV value of the configuration where it was deposited, so the
 bias keeps pushing away from the same configurations (``_HillsEngine.replace_cv``).
 
@@ -13,56 +13,60 @@ Training runs in the simulation's process between steps.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections import deque
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 import openmm.unit as unit
 
 from cvplug import systems
+from . import methods
 from .bias import build_metadynamics
-from .methods import TrajectoryMethod, get
+from .data import TrainingData
+from .learn import resolve_features
 from .simulate import kinetic_temperature, load_trajectory, simulate, trajectory_positions
 from .training import progress as progress_bar
 
 __all__ = ["learn_online"]
 
 
-def learn_online(system: str, out_dir, method: str = "dynae", steps: int = 100_000, warmup_steps: int = 20_000,
+def learn_online(system, out_dir, method: str = "dynae", steps: int = 100_000, warmup_steps: int = 20_000,
                  update_every: int = 20_000, buffer_frames: int = 2_000, report_every: int = 50,
-                 latent_dim: int = 2, lag: int = 1, bias_factor: float = 8.0, height: float = 1.2,
+                 n_components: int = 2, lag: int = 1, features=(), method_options: Optional[dict] = None, bias_factor: float = 8.0, height: float = 1.2,
                  frequency: int = 200, seed: int = 0, platform: str = "CPU", dynamics: Optional[str] = None,
                  progress: bool = True) -> dict:
     """Warm up unbiased for ``warmup_steps``, learn a first CV, then run ``steps`` biased MD steps, retraining the
     CV every ``update_every`` steps on the last ``buffer_frames`` frames. Writes ``cv_<step>.pt`` for every CV,
     ``colvar.dat`` (time ps, CV values, bias kJ/mol; the CV changes at each update), ``thermo.dat`` (time ps,
     potential energy kJ/mol, instantaneous temperature K) and ``updates.dat``. ``dynamics`` overrides the
-    system's default ("langevin" or "brownian"; the temperature means something for Langevin only)."""
-    learner = get(method)
-    if not isinstance(learner, TrajectoryMethod):
-        raise ValueError(f"method {method!r} cannot learn from trajectories (no fit_trajectories)")
+    system's default ("langevin" or "brownian"; the temperature means something for Langevin only).
+    ``system``: a SystemSpec or anything :func:`cvplug.systems.resolve` accepts; ``features``: feature specs
+    (:mod:`cvplug.selection`, default the system's); ``method_options`` go to the method (:mod:`cvplug.methods`)."""
+    options = {"n_components": n_components, **(method_options or {})}
+    methods.create(method, options)  # options checked before any MD runs
     if update_every % report_every or steps % report_every or warmup_steps % report_every:
         raise ValueError("steps, warmup_steps and update_every must be multiples of report_every")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = systems.load(system)
-    warmup = simulate(spec, warmup_steps, out_dir / "warmup", report_every, seed, platform, dynamics,
+    spec = systems.resolve(system)
+    features = resolve_features(spec, features)
+    warmup = simulate(dataclasses.replace(spec, system=copy.deepcopy(spec.system)), warmup_steps, out_dir / "warmup", report_every, seed, platform, dynamics,
                       progress=progress)
     frames = trajectory_positions(load_trajectory(warmup), spec)
     buffer = deque(frames, maxlen=buffer_frames)
 
-    def train(previous=None):
-        cv = learner.fit_trajectories([np.stack(buffer)], spec, latent_dim=latent_dim, lag=lag, seed=seed,
-                                      previous=previous, work_dir=out_dir / "train", progress=False)
-        cv.calibrate(torch.as_tensor(np.stack(buffer), dtype=torch.float32))
+    def train():
+        data = TrainingData.from_trajectories([np.stack(buffer)], spec, features, lag=lag)
+        cv = methods.create(method, options, seed=seed, progress=False).fit(data).cv
+        cv.calibrate(data.sample_positions())
         return cv
 
     cv = train()
     cv.export(out_dir / "cv_0.pt")
-    spec = systems.load(system)
-    spec.positions = frames[-1]
+    spec = dataclasses.replace(spec, positions=frames[-1])
     run = build_metadynamics(spec, cv, bias_factor=bias_factor, height=height, frequency=frequency, seed=seed,
                              platform=platform, dynamics=dynamics, reprojectable=True)
     dt = spec.timestep
@@ -77,7 +81,7 @@ def learn_online(system: str, out_dir, method: str = "dynae", steps: int = 100_0
         thermo.append([step * dt, state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
                        kinetic_temperature(run.simulation, state)])
         if step % update_every == 0 and step < steps:
-            cv = train(previous=cv)
+            cv = train()
             cv.export(out_dir / f"cv_{step}.pt")
             run.engine.replace_cv(cv)
             updates.append(step)

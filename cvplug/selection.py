@@ -43,7 +43,7 @@ import torch
 
 from .features import Cartesians, Concatenate, Contacts, Dihedrals, Feature, PairwiseDistances
 
-__all__ = ["SelectionError", "FEATURE_KINDS", "select_atoms", "solute_atoms", "parse_features",
+__all__ = ["SelectionError", "FEATURE_KINDS", "select_atoms", "solute_atoms", "phi_quadruplets", "parse_features",
            "default_feature_specs"]
 
 #: The kinds of feature spec :func:`parse_features` understands, each with the shape of its spec.
@@ -137,6 +137,12 @@ def solute_atoms(topology) -> list[int]:
 def _heavy(top: mdtraj.Topology, atoms: Sequence[int]) -> list[int]:
     return [i for i in atoms if top.atom(i).element is not None
             and top.atom(i).element.symbol not in ("H", "D") and top.atom(i).element.mass > 0]
+
+
+def phi_quadruplets(topology) -> list[tuple[int, int, int, int]]:
+    """The backbone φ torsions (C−N−CA−C, 0-based atom indices) of every residue that has one; [] for
+    non-peptides."""
+    return [tuple(int(i) for i in q) for q in mdtraj.geometry.indices_phi(_mdtraj_topology(topology))]
 
 
 def _backbone_quadruplets(top: mdtraj.Topology) -> list[tuple[int, int, int, int]]:

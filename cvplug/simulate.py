@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch  # noqa: F401  (before openmm)
@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from cvplug.systems import SystemSpec
 
-__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "kinetic_temperature",
+__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "saved_atoms",
+           "kinetic_temperature",
            "TrajectoryError", "SimulationError", "ToyTrajectory"]
 
 
@@ -67,23 +68,32 @@ def kinetic_temperature(simulation: app.Simulation, state: Optional[openmm.State
 
 
 class _DCDSink:
-    """Frames appended to ``<out>.dcd`` (topology in ``<out>.pdb``); on resume, cut to the first ``frames``."""
+    """Frames appended to ``<out>.dcd`` (topology in ``<out>.pdb``); on resume, cut to the first ``frames``.
+
+    With ``atoms`` (full-system indices) only those atoms are written, their indices in ``<out>.atoms.npy``."""
 
     HEADER = 276  # bytes of the header OpenMM's DCDFile writes; the frame count is the int at byte 8
 
-    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, frames: Optional[int]):
+    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, frames: Optional[int],
+                 atoms: Optional[np.ndarray] = None):
         self.path = path.with_suffix(".dcd")  # header time step = one frame (mdtraj numbers frames 0, 1, …)
+        self.atoms = atoms
+        topology = spec.topology if atoms is None else _subset_topology(spec.topology, atoms)
+        self.n_atoms = topology.getNumAtoms()
         if frames is None:
             with open(path.with_suffix(".pdb"), "w") as handle:
-                app.PDBFile.writeFile(spec.topology, spec.positions * unit.nanometer, handle)
+                positions = spec.positions if atoms is None else spec.positions[atoms]
+                app.PDBFile.writeFile(topology, positions * unit.nanometer, handle)
+            if atoms is not None:
+                np.save(path.with_suffix(".atoms.npy"), atoms)
         else:
-            self._truncate(frames, spec)
+            self._truncate(frames, topology)
         self._handle = open(self.path, "r+b" if frames is not None else "wb")
-        self._dcd = app.DCDFile(self._handle, spec.topology, dt_frame * unit.picosecond, append=frames is not None)
+        self._dcd = app.DCDFile(self._handle, topology, dt_frame * unit.picosecond, append=frames is not None)
 
-    def _truncate(self, frames: int, spec: SystemSpec) -> None:
-        box = 56 if spec.topology.getPeriodicBoxVectors() is not None else 0  # unit-cell record
-        size = self.HEADER + frames * (box + 3 * (8 + 4 * spec.n_atoms))
+    def _truncate(self, frames: int, topology: app.Topology) -> None:
+        box = 56 if topology.getPeriodicBoxVectors() is not None else 0  # unit-cell record
+        size = self.HEADER + frames * (box + 3 * (8 + 4 * self.n_atoms))
         if not self.path.exists() or self.path.stat().st_size < size:
             raise TrajectoryError(f"{self.path} holds fewer frames than its checkpoint ({frames}); it cannot be "
                                   "resumed: remove the checkpoint to start again")
@@ -95,7 +105,10 @@ class _DCDSink:
             handle.write(struct.pack("<i", max(frames - 1, 0)))
 
     def record(self, state: openmm.State) -> None:
-        self._dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())
+        positions = state.getPositions(asNumpy=True)
+        if self.atoms is not None:
+            positions = positions[self.atoms]
+        self._dcd.writeModel(positions, periodicBoxVectors=state.getPeriodicBoxVectors())
 
     def flush(self) -> None:
         self._handle.flush()
@@ -105,10 +118,25 @@ class _DCDSink:
         self._handle.close()
 
 
+def _subset_topology(topology: app.Topology, atoms: np.ndarray) -> app.Topology:
+    """The OpenMM topology of ``atoms`` only (bonds among them kept, box kept)."""
+    import mdtraj
+
+    subset = mdtraj.Topology.from_openmm(topology).subset(atoms).to_openmm()
+    subset.setPeriodicBoxVectors(topology.getPeriodicBoxVectors())
+    return subset
+
+
+def saved_atoms(path) -> Optional[np.ndarray]:
+    """Full-system indices of the atoms a trajectory written by :func:`simulate` holds; None: all atoms."""
+    atoms = Path(path).with_suffix(".atoms.npy")
+    return np.load(atoms) if atoms.exists() else None
+
+
 class _ArraySink:
     """Frames kept in memory and written to ``<out>.npz`` (atomically) at every checkpoint and at the end."""
 
-    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, frames: Optional[int]):
+    def __init__(self, path: Path, spec: SystemSpec, dt_frame: float, frames: Optional[int], atoms=None):
         self.path, self.spec, self.dt = path.with_suffix(".npz"), spec, dt_frame
         self.frames = []
         if frames is not None:
@@ -143,8 +171,11 @@ def _save_checkpoint(simulation: app.Simulation, checkpoint: Path) -> None:
 def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: int = 0, platform: str = "CPU",
              dynamics: Optional[str] = None, checkpoint_every: int = 100, progress: bool = True,
              simulation: Optional[app.Simulation] = None,
-             advance: Optional[Callable[[int], None]] = None) -> Path:
+             advance: Optional[Callable[[int], None]] = None, save_atoms: Optional[Sequence[int]] = None) -> Path:
     """Integrate ``steps`` steps, saving a frame every ``report_every`` steps; returns the trajectory path.
+
+    ``save_atoms``: full-system indices of the atoms the trajectory stores (e.g.
+    :func:`cvplug.selection.solute_atoms`: no water); None stores all. Toy trajectories store all.
 
     A run whose ``<out>.state.xml`` exists continues from it (same seed, appended frames) until ``steps``
     steps are done in total. Pass ``simulation`` to run a prepared one, and ``advance(n_steps)`` to integrate
@@ -161,8 +192,11 @@ def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: i
         simulation.currentStep = round(simulation.context.getState().getStepCount())
     done = simulation.currentStep
     dt_frame = report_every * simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
-    sink = (_ArraySink if spec.toy is not None else _DCDSink)(out, spec, dt_frame,
-                                                              done // report_every if checkpoint.exists() else None)
+    atoms = None
+    if save_atoms is not None and len(save_atoms) < spec.n_atoms:
+        atoms = np.asarray(save_atoms, dtype=np.int64)
+    sink = (_ArraySink if spec.toy is not None else _DCDSink)(
+        out, spec, dt_frame, done // report_every if checkpoint.exists() else None, atoms)
     healthy, recorded = True, done  # recorded: the step of the last frame on record
     try:
         with tqdm(total=steps, initial=done, unit="step", disable=not progress, desc=spec.name) as bar:
@@ -225,4 +259,7 @@ def trajectory_positions(trajectory, spec: SystemSpec) -> np.ndarray:
     """Full-system positions [frames, n_atoms, 3] (nm, float64) of a loaded trajectory of ``spec``."""
     if spec.toy is not None:
         return np.stack([spec.toy.positions(x) for x in trajectory.x])
+    if trajectory.n_atoms != spec.n_atoms:
+        raise TrajectoryError(f"the trajectory holds {trajectory.n_atoms} of the {spec.n_atoms} atoms of "
+                              f"{spec.name}; read its frames with cvplug.simulate.saved_atoms")
     return trajectory.xyz.astype(np.float64)

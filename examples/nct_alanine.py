@@ -28,7 +28,7 @@ from cvplug import systems
 from cvplug.analysis import ala2_basins
 from cvplug.features import dihedral_angles
 from cvplug.metrics import mutual_information_table
-from cvplug.plugins.nct import method
+from cvplug.plugins.nct import fit_nct
 from cvplug.simulate import load_trajectory, simulate
 
 
@@ -97,8 +97,8 @@ def main() -> None:
     print(f"{len(trajectory)} frames from {path}")
 
     start = time.time()
-    cv = method.fit(trajectory, system=spec, steps=args.steps, seed=args.seed, checkpoint=out / "nct.ckpt",
-                    progress=not args.quiet)
+    cv = fit_nct(trajectory, system=spec, steps=args.steps, seed=args.seed, checkpoint=out / "nct.ckpt",
+                 progress=not args.quiet)
     seconds = time.time() - start
     model = cv.encoder.model
     frequencies = np.array(cv.info["all_frequencies"])

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from cvplug import systems
-from cvplug.plugins.nct import method
+from cvplug.plugins.nct import fit_nct
 from cvplug.plugins.nct.analysis import chain_normal_modes, jacobian_rows, mode_cosines
 
 
@@ -93,8 +93,8 @@ def main() -> None:
             data = np.zeros((len(samples), args.n, 3))
             data[..., 0] = samples
         start = time.time()
-        cv = method.fit(data, system=spec, steps=args.steps, seed=args.seed, checkpoint=out / f"{training}.ckpt",
-                        progress=not args.quiet)
+        cv = fit_nct(data, system=spec, steps=args.steps, seed=args.seed, checkpoint=out / f"{training}.ckpt",
+                     progress=not args.quiet)
         result = evaluate(cv, exact, modes, samples)
         result["train_seconds"] = time.time() - start
         results[training] = result

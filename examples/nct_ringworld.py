@@ -27,7 +27,7 @@ import torch
 
 from cvplug import systems
 from cvplug.metrics import circular_linear_correlation
-from cvplug.plugins.nct import method
+from cvplug.plugins.nct import fit_nct
 from cvplug.plugins.nct.analysis import unwrapped_angle_correlation
 
 RADIUS, WIDTH2 = 2.0, 0.16   # u = (r − 2)²/(2·0.16)
@@ -94,8 +94,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.time()
-    cv = method.fit(system=systems.load("ring"), steps=args.steps, layers=args.layers, seed=args.seed,
-                    checkpoint=out / "ring.ckpt", progress=not args.quiet)
+    cv = fit_nct(system=systems.load("ring"), steps=args.steps, layers=args.layers, seed=args.seed,
+                 checkpoint=out / "ring.ckpt", progress=not args.quiet)
     seconds = time.time() - start
     model = cv.encoder.model
     x = ring_samples(5000, args.seed)

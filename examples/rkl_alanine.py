@@ -29,7 +29,7 @@ from cvplug import systems
 from cvplug.analysis import ALA2_BASINS
 from cvplug.features import dihedral_angles
 from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_gyration
-from cvplug.plugins.rkl import AdaptiveTempering, method
+from cvplug.plugins.rkl import AdaptiveTempering, fit_model
 from cvplug.plugins.rkl.gradnorm import KAPPA, parse_kappa
 from cvplug.plugins.rkl.objective import ENERGY_CAP
 from cvplug.simulate import load_trajectory, simulate, trajectory_positions
@@ -82,13 +82,13 @@ def main() -> None:
         data_path = simulate(spec, every * args.data_frames, args.out / "data.dcd", report_every=every,
                              seed=args.seed + 1, progress=not args.quiet)
         data, gamma = trajectory_positions(load_trajectory(data_path), spec), args.gamma
-    fitted = method.fit_model(spec, 2, target_options={"threads": 1, "workers": args.threads}, init_std=0.01,
-                              data=data, gamma=gamma,
-                              schedule=AdaptiveTempering(max_step=args.max_step), steps_per_stage=args.steps_per_stage,
-                              final_steps=args.final_steps, batch_size=args.batch, seed=args.seed,
-                              extra_latents=args.extra_latents, kappa=args.kappa, energy_cap=args.energy_cap,
-                              stage_lr_floor=args.stage_lr_floor,
-                              work_dir=args.out, show_progress=not args.quiet)
+    fitted = fit_model(spec, 2, target_options={"threads": 1, "workers": args.threads}, init_std=0.01,
+                       data=data, gamma=gamma,
+                       schedule=AdaptiveTempering(max_step=args.max_step), steps_per_stage=args.steps_per_stage,
+                       final_steps=args.final_steps, batch_size=args.batch, seed=args.seed,
+                       extra_latents=args.extra_latents, kappa=args.kappa, energy_cap=args.energy_cap,
+                       stage_lr_floor=args.stage_lr_floor,
+                       work_dir=args.out, show_progress=not args.quiet)
     fitted.cv.export(args.out / "rkl_cv.pt")
     with torch.no_grad():
         z = fitted.cv(torch.as_tensor(reference, dtype=torch.get_default_dtype())).numpy()

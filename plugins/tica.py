@@ -2,52 +2,65 @@
 
 Time-lagged independent component analysis (Pérez-Hernández et al., J. Chem. Phys. 139, 015102, 2013;
 Schwantes & Pande, JCTC 9, 2000, 2013) finds the linear combinations of features with maximal autocorrelation
-at a lag time. We use deeptime's estimator and export the projection as a TorchScript CV:
-features → (x − mean) → linear map. Features: Kabsch-aligned heavy-atom Cartesians for molecules (aligned to
-the first frame), the natural coordinates for toy systems.
+at a lag time. deeptime estimates it; we export the projection as a TorchScript CV:
+features → (x − mean) → linear map.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import warnings
 
 import numpy as np
 import torch
-from deeptime.decomposition import TICA
+from deeptime.decomposition import TICA as DeeptimeTICA
 
 from cvplug.cv import CollectiveVariable, Normalization
-from cvplug.features import Feature, default_features
+from cvplug.data import DegenerateInputWarning
+from cvplug.methods import Method
 
-__all__ = ["method", "TicaMethod"]
+__all__ = ["TICA"]
 
 
-class TicaMethod:
+class TICA(Method):
+    """TICA of the data's features at the data's lag; ``model`` is deeptime's ``CovarianceKoopmanModel``.
+
+    Parameters
+    ----------
+    n_components : slowest independent components kept as the CV.
+    epsilon : eigenvalue cutoff of the instantaneous covariance (deeptime), dimensionless; features whose
+        variance falls below it are dropped from the whitening.
+    """
+
     name = "tica"
     summary = "linear slow CVs by time-lagged independent component analysis (deeptime), a baseline"
+    needs = ("pairs",)
 
-    def fit(self, features: Sequence[np.ndarray], feature_module: Feature, n_atoms: int, latent_dim: int = 2,
-            lag: int = 1, **cv_options) -> CollectiveVariable:
-        """TICA on feature trajectories (arrays [frames, n_features]); returns the CV of the slowest components."""
-        if min(len(f) for f in features) <= lag:
-            raise ValueError(f"every trajectory needs more than lag = {lag} frames")
-        model = TICA(lagtime=lag, dim=latent_dim).fit([np.asarray(f, dtype=np.float64) for f in features])
-        model = model.fetch_model()
-        projection = torch.nn.Linear(feature_module.n_out, latent_dim, bias=False)
+    def __init__(self, n_components: int = 2, *, epsilon: float = 1e-6, **run):
+        super().__init__(n_components, **run)
+        self.epsilon = float(epsilon)
+
+    def fit(self, data) -> "TICA":
+        x = [f.double().numpy() for f in data.feature_trajectories() if len(f) > data.lag]
+        if not x:
+            raise ValueError(f"TICA needs a trajectory of more than lag = {data.lag} frames")
+        model = DeeptimeTICA(lagtime=data.lag, dim=self.n_components, epsilon=self.epsilon).fit(x).fetch_model()
+        coefficients = model.instantaneous_coefficients[:, :self.n_components]
+        if coefficients.shape[1] < self.n_components:
+            raise ValueError(f"TICA found only {coefficients.shape[1]} independent components (above epsilon = "
+                             f"{self.epsilon}); ask for fewer or use features that vary more")
+        projection = torch.nn.Linear(data.features.n_out, self.n_components, bias=False)
         with torch.no_grad():
-            projection.weight.copy_(torch.as_tensor(model.instantaneous_coefficients[:, :latent_dim].T))
-        normalization = Normalization(torch.as_tensor(model.mean_0), torch.ones(feature_module.n_out))
-        info = {"lag_frames": lag, "timescales_frames": model.timescales(lag)[:latent_dim].tolist()}
-        info.update(cv_options.pop("info", {}))
-        return CollectiveVariable(feature_module, projection, n_atoms, normalization, method=self.name, info=info,
-                                  names=[f"tic{k}" for k in range(latent_dim)], **cv_options)
-
-    def fit_trajectories(self, trajectories, spec, *, latent_dim: int = 2, lag: int = 1, weights=None, seed: int = 0,
-                         previous: Optional[CollectiveVariable] = None, work_dir=None,
-                         progress: bool = True) -> CollectiveVariable:
-        """TICA on the default features of full-system trajectories (weights are not used: TICA is kinetic)."""
-        feature_module = default_features(spec, trajectories[0][0])
-        with torch.no_grad():
-            features = [feature_module(torch.as_tensor(t, dtype=torch.float32)).numpy() for t in trajectories]
-        return self.fit(features, feature_module, spec.n_atoms, latent_dim, lag, periodic_box=spec.periodic)
-
-
-method = TicaMethod()
+            projection.weight.copy_(torch.as_tensor(coefficients.T))
+        spread = (np.concatenate(x) - model.mean_0) @ coefficients
+        collapsed = [k for k, s in enumerate(spread.std(0)) if s < 1e-3]
+        if collapsed:
+            warnings.warn(f"TICA components {collapsed} barely vary over the data (std {spread.std(0).min():.1e}, "
+                          "unit variance expected): the features are nearly degenerate", DegenerateInputWarning)
+        cv = CollectiveVariable(data.features, projection, data.spec.n_atoms,
+                                Normalization(torch.as_tensor(model.mean_0), torch.ones(data.features.n_out)),
+                                names=[f"tic{k}" for k in range(self.n_components)], method=self.name,
+                                periodic_box=data.spec.periodic,
+                                info={"lag_frames": data.lag,
+                                      "timescales_frames": model.timescales(data.lag)[:self.n_components].tolist()})
+        cv.calibrate(data.sample_positions())
+        self.cv, self.model = cv, model
+        return self

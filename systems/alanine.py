@@ -22,6 +22,18 @@ def data_file(folder: str, suffix: str) -> str:
     return str(resources.files("cvplug.systems") / "data" / folder / f"alanine-dipeptide.{suffix}")
 
 
+def basin_report(spec: SystemSpec, positions: np.ndarray, weights: np.ndarray) -> dict:
+    """Fractions of frames in the β, α_R and φ > 0 basins (plain, and reweighted with ``weights``)."""
+    import torch
+
+    from cvplug.analysis import ala2_basins
+    from cvplug.features import Dihedrals
+
+    angles = Dihedrals([PHI_ATOMS, PSI_ATOMS])(torch.as_tensor(positions)).numpy()
+    return {"basins": ala2_basins(angles[:, 0], angles[:, 1]),
+            "basins_reweighted": ala2_basins(angles[:, 0], angles[:, 1], weights)}
+
+
 def _make(name: str, folder: str, description: str, temperature: float, **create_options) -> SystemSpec:
     prmtop = app.AmberPrmtopFile(data_file(folder, "prmtop"))
     inpcrd = app.AmberInpcrdFile(data_file(folder, "crd"))
@@ -35,7 +47,7 @@ def _make(name: str, folder: str, description: str, temperature: float, **create
     heavy = tuple(a.index for a in peptide if a.element.symbol != "H")
     return SystemSpec(name=name, system=system, topology=prmtop.topology, positions=positions,
                       temperature=temperature, timestep=0.002, friction=1.0, box_vectors=box,
-                      description=description,
+                      description=description, report=basin_report,
                       extras={"phi_atoms": PHI_ATOMS, "psi_atoms": PSI_ATOMS, "heavy_atoms": heavy,
                               "peptide_atoms": tuple(a.index for a in peptide)})
 

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 import cvplug
+from cvplug import systems
+from cvplug.data import TrainingData
 from cvplug.features import Cartesians
-from cvplug.plugins.flowvae import (BetaSchedule, DECODERS, FlowPrior, build_vae, fit_vae, make_cv, make_decoder,
-                                    method)
+from cvplug.plugins.flowvae import (BetaSchedule, DECODERS, FlowPrior, FlowPriorVAE, FlowVAE, build_vae, fit_vae,
+                                    make_cv, make_decoder)
 from cvplug.plugins.flowvae.toys import PolarCoordinates
 
 
@@ -170,12 +172,15 @@ def test_cv_with_a_periodic_observation_map_exports(tmp_path):
 def test_method_is_registered_and_fits_a_cv():
     from cvplug import methods
 
-    assert methods.get("flowvae") is method
+    assert methods.get("flowvae") is FlowPriorVAE
     x = _data(300)
     positions = torch.cat([x, torch.zeros(300, 1)], 1)[:, None]
-    cv = method.fit(positions, Cartesians([0], components=(0, 1)), decoder="condind", epochs=1,
-                    show_progress=False, encoder_hidden=(8,), decoder_hidden=(8,), prior_hidden=(8,))
-    assert cv.method == "flowvae" and cv(positions).shape == (300, 1)
+    data = TrainingData.from_trajectories([positions.numpy()], systems.load("three-well"),
+                                          Cartesians([0], components=(0, 1)))
+    fitted = methods.create("flowvae", dict(n_components=1, decoder="condind", epochs=1, encoder_hidden=(8,),
+                                            decoder_hidden=(8,), prior_hidden=(8,)), progress=False).fit(data)
+    assert fitted.cv.method == "flowvae" and fitted.cv(positions).shape == (300, 1)
+    assert isinstance(fitted.model, FlowVAE)
 
 
 def test_bad_input_raises_clear_errors():
@@ -192,5 +197,5 @@ def test_bad_input_raises_clear_errors():
         fit_vae(bad, [False, False], epochs=1, show_progress=False)
     with pytest.raises(ValueError, match="latent_dim"):
         build_vae(x, [False, False], 0)
-    with pytest.raises(ValueError, match="positions"):
-        method.fit(x, Cartesians([0], components=(0, 1)))
+    with pytest.raises(ValueError, match="frames must be"):
+        TrainingData.from_trajectories([x.numpy()], systems.load("three-well"), Cartesians([0], components=(0, 1)))

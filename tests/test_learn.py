@@ -7,7 +7,7 @@ from cvplug import load_cv
 from cvplug.learn import LearnSettings, learn
 from cvplug.systems.spec import MOLAR_GAS_CONSTANT
 
-SETTINGS = dict(method="tica", steps_per_round=1500, report_every=10, latent_dim=1, height=0.5, frequency=100,
+SETTINGS = dict(method="tica", steps_per_round=1500, report_every=10, n_components=1, height=0.5, frequency=100,
                 platform="Reference")
 
 
@@ -48,7 +48,11 @@ def test_learn_rounds_write_cvs_and_resume(tmp_path):
     assert json.loads((round1 / "metadynamics.json").read_text())["engine"] == "hills"
     colvar = np.loadtxt(round1 / "colvar.dat")
     assert colvar.shape == (150, 3) and colvar[-1, 2] > 0  # biased along round 0's CV
-    assert summaries[1]["biased_rounds"]["frames"] == 150
+    summary = summaries[1]
+    assert summary["frames"] == 150 and summary["sampled_ps"] == pytest.approx(1.5)  # 1500 steps of 1 fs
+    assert summary["cv"]["tic0"]["max"] > summary["cv"]["tic0"]["min"] and summary["fes_basins"] >= 1
+    fes = np.load(round1 / "fes_cv.npz")
+    assert str(fes["units"]) == "kT" and np.nanmin(fes["fes0"]) == 0 and (round1 / "fes_cv.png").exists()
 
 
 def test_method_without_trajectory_training_is_refused(tmp_path):
@@ -60,7 +64,7 @@ def test_online_mode_replaces_the_cv_without_restarting(tmp_path):
     from cvplug.online import learn_online
 
     result = learn_online("three-well", tmp_path, method="tica", steps=1500, warmup_steps=500, update_every=500,
-                          buffer_frames=100, report_every=10, latent_dim=1, height=0.5, frequency=100,
+                          buffer_frames=100, report_every=10, n_components=1, height=0.5, frequency=100,
                           platform="Reference", progress=False)
     assert result["updates"] == [500, 1000]
     assert sorted(p.name for p in tmp_path.glob("cv_*.pt")) == ["cv_0.pt", "cv_1000.pt", "cv_500.pt"]
@@ -83,7 +87,7 @@ def test_online_mode_changes_the_cv_and_stays_stable(tmp_path):
     from cvplug.simulate import load_trajectory, trajectory_positions
 
     result = learn_online("ala2-vacuum", tmp_path, method="tica", steps=6000, warmup_steps=5000, update_every=2000,
-                          buffer_frames=200, report_every=10, latent_dim=1, height=1.2, frequency=500,
+                          buffer_frames=200, report_every=10, n_components=1, height=1.2, frequency=500,
                           platform="Reference", progress=False)
     assert result["updates"] == [2000, 4000]
     spec = systems.load("ala2-vacuum")

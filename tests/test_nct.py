@@ -6,7 +6,7 @@ from scipy.stats import multivariate_normal
 
 from cvplug import load_cv, methods, systems
 from cvplug.features import Cartesians
-from cvplug.plugins.nct import (CoordinateFlow, HarmonicLatent, MassWeighting, NCTModel, method, to_latent,
+from cvplug.plugins.nct import (CoordinateFlow, HarmonicLatent, MassWeighting, NCTModel, fit_nct, to_latent,
                                 to_physical, train_mle, train_variational)
 from cvplug.plugins.nct.analysis import chain_normal_modes, unwrapped_angle_correlation
 from cvplug.plugins.nct.inputs import alignment_constraints, feature_energy
@@ -192,7 +192,7 @@ def test_variational_training_lowers_the_free_energy_of_a_gaussian():
 
 
 def test_fit_returns_an_exportable_cv_with_sorted_frequencies(tmp_path):
-    cv = method.fit(system="ring", steps=5, batch=16, layers=2, hidden=8, progress=False)
+    cv = fit_nct(system="ring", steps=5, batch=16, layers=2, hidden=8, progress=False)
     assert cv.method == "nct" and cv.names == ["Q1", "Q2"] and cv.n_components == 2
     assert cv.info["frequencies"] == sorted(cv.info["frequencies"])
     assert cv.info["all_frequencies"][:2] == cv.info["frequencies"] and cv.info["training"] == "variational"
@@ -206,14 +206,14 @@ def test_fit_returns_an_exportable_cv_with_sorted_frequencies(tmp_path):
 def test_fit_from_data_and_its_errors():
     spec = systems.load("gmm-correlated")
     data = np.random.default_rng(0).normal(size=(200, 1, 3))
-    cv = method.fit(data, system=spec, n_components=1, steps=3, batch=16, layers=2, hidden=8, progress=False)
+    cv = fit_nct(data, system=spec, n_components=1, steps=3, batch=16, layers=2, hidden=8, progress=False)
     assert cv.n_components == 1 and cv.info["training"] == "mle" and len(cv.info["all_frequencies"]) == 2
     with pytest.raises(ValueError, match=r"\[frames, 1, 3\]"):
-        method.fit(np.zeros((10, 2, 3)), system=spec, steps=1, progress=False)
+        fit_nct(np.zeros((10, 2, 3)), system=spec, steps=1, progress=False)
     with pytest.raises(ValueError, match="n_components"):
-        method.fit(data, system=spec, n_components=3, steps=1, progress=False)
+        fit_nct(data, system=spec, n_components=3, steps=1, progress=False)
     with pytest.raises(ValueError, match="energy="):
-        method.fit(data, system=spec, energy="twin", steps=1, progress=False)
+        fit_nct(data, system=spec, energy="twin", steps=1, progress=False)
 
 
 def test_bridge_energy_matches_the_torch_twin():
@@ -231,9 +231,9 @@ def test_variational_training_through_the_openmm_bridge_follows_the_twin():
     """Training from the OpenMM Hamiltonian (cvplug.bridge) takes the same steps as from the torch twin."""
     spec = systems.load("harmonic-chain", n=4)
     settings = dict(system=spec, steps=5, batch=32, layers=2, hidden=8, seed=1, progress=False)
-    twin = method.fit(energy="twin", **settings)
-    bridge = method.fit(energy="openmm", bridge_options={"platform": "Reference", "batch_strategy": "single"},
-                        **settings)
+    twin = fit_nct(energy="twin", **settings)
+    bridge = fit_nct(energy="openmm", bridge_options={"platform": "Reference", "batch_strategy": "single"},
+                     **settings)
     assert bridge.info["final_loss"] == pytest.approx(twin.info["final_loss"], abs=1e-4)
     assert np.allclose(bridge.info["all_frequencies"], twin.info["all_frequencies"], rtol=1e-4)
 

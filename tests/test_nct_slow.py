@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cvplug import cli, load_cv, systems
-from cvplug.plugins.nct import method
+from cvplug.plugins.nct import fit_nct
 from cvplug.plugins.nct.analysis import chain_normal_modes, mode_cosines, unwrapped_angle_correlation
 from cvplug.simulate import load_trajectory, simulate
 
@@ -38,8 +38,8 @@ def test_harmonic_chain_frequencies_and_normal_modes(training):
     if training == "mle":
         data, steps = np.zeros((len(samples), n, 3)), 600
         data[..., 0] = samples
-    cv = method.fit(data, system=systems.load("harmonic-chain", n=n), steps=steps, seed=0, progress=False,
-                    **SMALL_FLOW)
+    cv = fit_nct(data, system=systems.load("harmonic-chain", n=n), steps=steps, seed=0, progress=False,
+                 **SMALL_FLOW)
     learned = np.array(cv.info["all_frequencies"][:4])
     assert np.all(np.abs(learned - exact[:4]) <= 0.05 * exact[:4])
     cosines = mode_cosines(cv.encoder.model, torch.as_tensor(samples[:500], dtype=torch.float32), modes[:2])
@@ -50,7 +50,7 @@ def test_ringworld_slow_mode_is_the_angle():
     """Variational: Q1 follows the polar angle (Pearson with θ unwrapped at the model's branch cut ≥ 0.8), ω2 ≫ ω1,
     and Q2 follows the radius away from the cut. A flow is a diffeomorphism of the plane, so the ring must be cut
     somewhere and Q2 cannot follow the radius across the cut: within ±20° of it we do not ask."""
-    cv = method.fit(system="ring", steps=1000, seed=0, progress=False, **SMALL_FLOW)
+    cv = fit_nct(system="ring", steps=1000, seed=0, progress=False, **SMALL_FLOW)
     omega = cv.info["all_frequencies"]
     assert omega[1] > 3 * omega[0]
     rng = np.random.default_rng(1)
@@ -70,7 +70,7 @@ def test_ringworld_slow_mode_is_the_angle():
 def test_alanine_cv_exports_and_biases_through_the_command_line(tmp_path):
     spec = systems.load("ala2-implicit")
     frames = load_trajectory(simulate(spec, 10_000, tmp_path / "ala2", report_every=50, progress=False))
-    cv = method.fit(frames, system=spec, steps=30, layers=2, hidden=16, progress=False)
+    cv = fit_nct(frames, system=spec, steps=30, layers=2, hidden=16, progress=False)
     assert cv.info["coordinates"] == 24 and cv.features.n_out == 30
     path = cv.export(tmp_path / "nct.pt")
     assert torch.allclose(load_cv(path)(torch.as_tensor(frames.xyz[:5])), cv(torch.as_tensor(frames.xyz[:5])))

@@ -212,14 +212,14 @@ def test_extra_latents_tighten_the_bound_on_log_q_toward_the_exact_value():
 def test_interrupted_training_resumes_with_the_same_numbers(tmp_path, monkeypatch):
     """A run with the mixed objective and the tightened bound, stopped mid-stage by a failing energy
     call, resumes from its checkpoint (model, optimizer, RNGs) to the same record as an uninterrupted run."""
-    from cvplug.plugins.rkl import method
+    from cvplug.plugins.rkl import fit_model
 
     torch.set_num_threads(1)
     spec = systems.load("double-well")
     options = dict(schedule=AdaptiveTempering(start=0.5, max_step=0.25), steps_per_stage=20, final_steps=20,
                    batch_size=32, data=np.random.default_rng(0).normal(size=(50, 1, 3)), gamma=0.5, extra_latents=2,
                    checkpoint_every=10, seed=0, show_progress=False)
-    whole = method.fit_model(spec, 1, **options).result
+    whole = fit_model(spec, 1, **options).result
     assert [h["beta"] for h in whole.history] == [0.5, 0.75, 1.0]
     energy, calls = ToyTarget._energy, []
 
@@ -231,15 +231,15 @@ def test_interrupted_training_resumes_with_the_same_numbers(tmp_path, monkeypatc
 
     monkeypatch.setattr(ToyTarget, "_energy", failing)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        method.fit_model(spec, 1, work_dir=tmp_path, **options)
+        fit_model(spec, 1, work_dir=tmp_path, **options)
     monkeypatch.setattr(ToyTarget, "_energy", energy)
-    resumed = method.fit_model(spec, 1, work_dir=tmp_path, **options).result
+    resumed = fit_model(spec, 1, work_dir=tmp_path, **options).result
     for key in ("beta", "loss", "kl", "force_calls"):
         assert [h[key] for h in resumed.history] == pytest.approx([h[key] for h in whole.history], rel=1e-9), key
 
 
 def test_learning_rate_decays_within_each_stage_and_milestones_train_as_long_as_the_target(monkeypatch):
-    from cvplug.plugins.rkl import method
+    from cvplug.plugins.rkl import fit_model
 
     torch.set_num_threads(1)
     rates, adam_step = [], torch.optim.Adam.step
@@ -250,14 +250,14 @@ def test_learning_rate_decays_within_each_stage_and_milestones_train_as_long_as_
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
     schedule = AdaptiveTempering(start=0.5, max_step=0.25, milestones=(0.75,))
-    result = method.fit_model(systems.load("double-well"), 1, schedule=schedule, steps_per_stage=4, final_steps=6,
-                              lr=1e-2, std_lr_factor=0.5, stage_lr_floor=0.01, batch_size=16, seed=0,
-                              show_progress=False).result
+    result = fit_model(systems.load("double-well"), 1, schedule=schedule, steps_per_stage=4, final_steps=6,
+                       lr=1e-2, std_lr_factor=0.5, stage_lr_floor=0.01, batch_size=16, seed=0,
+                       show_progress=False).result
     assert [(h["beta"], h["steps"]) for h in result.history] == [(0.5, 4), (0.75, 6), (1.0, 6)]
     decay = [0.01 ** (i / 4) for i in range(4)] + 2 * [0.01 ** (i / 6) for i in range(6)]
     assert np.array(rates) == pytest.approx(np.outer(decay, [1e-2, 0.5e-2]), rel=1e-12)
     with pytest.raises(ValueError, match="stage_lr_floor"):
-        method.fit_model(systems.load("double-well"), 1, stage_lr_floor=0.0, show_progress=False)
+        fit_model(systems.load("double-well"), 1, stage_lr_floor=0.0, show_progress=False)
 
 
 def test_rigid_frame_round_trip_and_invariance():
@@ -307,13 +307,13 @@ def test_constraints_become_springs_and_the_target_agrees_with_openmm():
 
 def test_short_double_well_run_moves_the_model_toward_the_boltzmann_statistics():
     """300 steps at β = 1 from σθ = 0.1: the std of x2 (exactly 1) and of x1 (0.52) move most of the way."""
-    from cvplug.plugins.rkl import method
+    from cvplug.plugins.rkl import fit_model
     from cvplug.plugins.rkl.double_well import model_statistics
 
     torch.set_num_threads(1)
     spec = systems.load("double-well")
-    fitted = method.fit_model(spec, 1, schedule=AdaptiveTempering(start=1.0), init_std=0.1, lr=1e-2,
-                              final_steps=300, batch_size=128, seed=0, show_progress=False)
+    fitted = fit_model(spec, 1, schedule=AdaptiveTempering(start=1.0), init_std=0.1, lr=1e-2,
+                       final_steps=300, batch_size=128, seed=0, show_progress=False)
     stats = model_statistics(fitted.model, 20_000)
     assert abs(stats["std_x2"] - 1.0) < 0.15
     assert 0.2 < stats["std_x1"] < 0.4              # the main well alone: ≈ 0.29

@@ -19,39 +19,56 @@ the baselines of the paper's Table 2.
 """
 from __future__ import annotations
 
+from dataclasses import fields
+
 from cvplug.cv import CollectiveVariable
+from cvplug.methods import Method
 
 from .binning import BinSampler, assign, bin_probabilities, regular_space
 from .data import Pairs
 from .losses import kl_to_standard_normal, sliced_wasserstein
 from .networks import Encoder, LatentPrior
 from .observation import Observed, ParabolicWarp
-from .rounds import fit_trajectories
 from .trainer import MODELS, DynAEResult, Settings, train
 
-__all__ = ["method", "fit", "train", "Settings", "DynAEResult", "Pairs", "MODELS", "Encoder", "LatentPrior",
+__all__ = ["DynAE", "fit", "train", "Settings", "DynAEResult", "Pairs", "MODELS", "Encoder", "LatentPrior",
            "sliced_wasserstein", "kl_to_standard_normal", "regular_space", "assign", "bin_probabilities",
            "BinSampler", "Observed", "ParabolicWarp"]
 
+_RUN = ("seed", "work_dir", "progress")
+
 
 def fit(data, latent_dim: int = 2, lag: int = 1, **options) -> CollectiveVariable:
-    """Train on ``data`` (trajectory, list of trajectories, or :class:`Pairs`) and return the CV.
+    """Train on ``data`` (trajectory, list of trajectories, :class:`Pairs` or TrainingData) and return the CV.
 
     ``lag`` in frames; ``options`` as for :func:`train` (features, seed, checkpoint, model, beta, epochs …).
     """
     return train(data, latent_dim, lag, **options).cv
 
 
-class _Method:
+class DynAE(Method):
+    """DynAE as a cvplug method: trains on the data's lag pairs; ``model`` is the :class:`DynAEResult`
+    (encoder, decoder, latent force field and diffusion, loss history). Options: the :class:`Settings` fields
+    (model, beta, epochs, groups, batch, d_min, gamma, n_directions, learning_rate, hidden, prior_hidden).
+    Each fit trains afresh on all the data; ``work_dir`` holds the checkpoint, so an interrupted fit resumes."""
+
     name = "dynae"
     summary = "dynamics-constrained autoencoder: latent with unit-diffusion Langevin dynamics (Wang et al. 2024)"
+    needs = ("pairs",)
 
-    @staticmethod
-    def fit(data, latent_dim: int = 2, lag: int = 1, **options) -> CollectiveVariable:
-        return fit(data, latent_dim, lag, **options)
+    def __init__(self, n_components: int = 2, **options):
+        super().__init__(n_components, **{k: options.pop(k) for k in _RUN if k in options})
+        Settings(latent_dim=n_components, **options).check()
+        self.settings = options
 
-    train = staticmethod(train)
-    fit_trajectories = staticmethod(fit_trajectories)
+    @classmethod
+    def options(cls) -> dict:
+        settings = {f.name: f.default for f in fields(Settings) if f.name not in ("latent_dim", "lag")}
+        return {**super().options(), **settings}
 
-
-method = _Method()
+    def fit(self, data) -> "DynAE":
+        result = train(data, self.n_components, data.lag, seed=self.seed, checkpoint=self.checkpoint("dynae.ckpt"),
+                       show_progress=self.progress, **self.settings)
+        result.cv.periodic_box = data.spec.periodic
+        self.cv, self.model = result.cv, result
+        return self

@@ -58,9 +58,16 @@ def lagged_pairs(data, lag: int, features: Optional[Feature]) -> tuple[Tensor, T
     """Feature pairs ``(x_t, x_t+lag)`` [n_pairs, n_features] each, some positions, and the features used.
 
     ``data`` is one trajectory (mdtraj, ToyTrajectory or positions array), a list of them (pairs never cross
-    from one to the next), or :class:`Pairs`. ``lag`` is in frames. The positions returned are a subsample
+    from one to the next), :class:`Pairs`, or a :class:`cvplug.data.TrainingData` (its pairs and features). ``lag`` is in frames. The positions returned are a subsample
     (≤ 5000 frames) for calibrating the CV.
     """
+    from cvplug.data import TrainingData
+
+    if isinstance(data, TrainingData):
+        if features is not None:
+            raise ValueError("TrainingData carries its features; do not pass features= as well")
+        first, second = data.pairs()
+        return first, second, data.sample_positions().numpy(), data.features
     if isinstance(data, Pairs):
         first, second = positions_of(data.first), positions_of(data.second)
         if first.shape != second.shape:

@@ -1,7 +1,7 @@
 """Flow-prior VAEs with tunable decoders, latent-space metrics and VAE-based Monte Carlo.
 
 Monroe & Shen, "Systematic control of collective variables learned from variational autoencoders",
-J. Chem. Phys. 157, 094116 (2022). The method object registered as "flowvae" is :data:`method`.
+J. Chem. Phys. 157, 094116 (2022). The estimator registered as "flowvae" is :class:`FlowPriorVAE`.
 
 >>> from cvplug.plugins.flowvae import fit_vae, make_cv          # doctest: +SKIP
 >>> vae, history = fit_vae(x, periodic=[False, False], latent_dim=1, decoder="flow", beta=1.0)  # doctest: +SKIP
@@ -9,13 +9,13 @@ J. Chem. Phys. 157, 094116 (2022). The method object registered as "flowvae" is 
 from .decoders import DECODERS, AutoregressiveDecoder, CondIndDecoder, Decoder, FlowDecoder, MSEDecoder, make_decoder
 from .encoder import EncoderMean, GaussianEncoder, InputEmbedding
 from .internal import Angles, ZMatrix
-from .method import FlowVAEMethod, build_vae, fit_vae, make_cv, method
+from .method import FlowPriorVAE, build_vae, fit_vae, make_cv, periodic_columns
 from .model import FlowVAE, Loss
 from .prior import FlowPrior
 from .trainer import BetaSchedule, train
 from .vae_mc import BATEnergy, VAEMonteCarlo
 
-__all__ = ["method", "FlowVAEMethod", "build_vae", "fit_vae", "make_cv", "FlowVAE", "Loss", "FlowPrior",
+__all__ = ["FlowPriorVAE", "build_vae", "fit_vae", "make_cv", "periodic_columns", "FlowVAE", "Loss", "FlowPrior",
            "GaussianEncoder", "InputEmbedding", "EncoderMean", "Decoder", "MSEDecoder", "CondIndDecoder",
            "AutoregressiveDecoder", "FlowDecoder", "DECODERS", "make_decoder", "BetaSchedule", "train",
            "VAEMonteCarlo", "BATEnergy", "ZMatrix", "Angles"]

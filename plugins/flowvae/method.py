@@ -1,4 +1,5 @@
-"""Fitting a FlowVAE to data and exporting its encoder mean as a CollectiveVariable: the "flowvae" method."""
+"""Fitting a FlowVAE to data and exporting its encoder mean as a CollectiveVariable: the "flowvae" method
+(:class:`FlowPriorVAE`)."""
 from __future__ import annotations
 
 import copy
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from cvplug.cv import CollectiveVariable
 from cvplug.features import Feature
+from cvplug.methods import Method
 from cvplug.training import seed_everything
 
 from .decoders import make_decoder
@@ -18,7 +20,7 @@ from .model import FlowVAE
 from .prior import FlowPrior
 from .trainer import BetaSchedule, train
 
-__all__ = ["build_vae", "fit_vae", "make_cv", "FlowVAEMethod", "method"]
+__all__ = ["build_vae", "fit_vae", "make_cv", "periodic_columns", "FlowPriorVAE"]
 
 
 def build_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int, decoder: str = "condind",
@@ -82,33 +84,52 @@ def make_cv(vae: FlowVAE, features: Feature, n_atoms: int, observation: Optional
     return cv
 
 
-class FlowVAEMethod:
-    """Flow-prior VAE (Monroe & Shen, J. Chem. Phys. 157, 094116, 2022): a VAE whose prior is a normalizing
-    flow and whose decoder is chosen among "mse", "condind", "autoregressive" and "flow"; the CV is the encoder
-    mean. β_reg weights the KL term and tunes how much detail the latent space keeps.
+def periodic_columns(features: Feature) -> list[bool]:
+    """Which output columns of ``features`` are angles in radians (dihedrals not given as sin/cos)."""
+    def walk(description: dict) -> list[bool]:
+        if description["type"] == "concatenate":
+            return [p for part in description["parts"] for p in walk(part)]
+        angle = description["type"] == "dihedrals" and not description.get("sincos", False)
+        return [angle] * len(description.get("quadruplets", [])) if angle else []
+
+    columns = walk(features.describe())
+    return columns if len(columns) == features.n_out else [False] * features.n_out
+
+
+class FlowPriorVAE(Method):
+    """Flow-prior VAE (Monroe & Shen, J. Chem. Phys. 157, 094116, 2022) as a cvplug method: a VAE whose prior
+    is a normalizing flow and whose decoder is chosen among "mse", "condind", "autoregressive" and "flow"; the
+    CV is the encoder mean and ``model`` the trained :class:`FlowVAE`. β_reg (``beta``) weights the KL term and
+    tunes how much detail the latent space keeps. Trains on the data's frames as equilibrium samples: the
+    frames' weights are not used, so biased rounds shape the latent space by where the bias took the system.
+
+    Options: ``decoder``, ``beta``, ``epochs`` and the keywords of :func:`fit_vae` (anneal_epochs, lr,
+    batch_size, validation_fraction, keep_best, encoder_hidden, decoder_hidden, prior_blocks, prior_hidden).
     """
 
     name = "flowvae"
     summary = "VAE with a normalizing-flow prior and a tunable decoder; CV = encoder mean (Monroe & Shen 2022)"
+    needs = ("frames",)
 
-    def fit(self, positions: Tensor, features: Feature, *, periodic: Optional[Sequence[bool]] = None,
-            observation: Optional[nn.Module] = None, latent_dim: int = 1, decoder: str = "condind",
-            beta: float = 1.0, epochs: int = 100, seed: int = 0, checkpoint: Optional[Path] = None,
-            show_progress: bool = True, **options) -> CollectiveVariable:
-        """Fit on positions [N, n_atoms, 3] (nm) described by ``features`` (+ optional ``observation`` map);
-        ``periodic`` marks angle columns of the resulting data (default: none). ``options`` go to
-        :func:`fit_vae`. Returns the calibrated CV."""
-        positions = torch.as_tensor(positions, dtype=torch.get_default_dtype())
-        if positions.dim() != 3 or positions.shape[-1] != 3:
-            raise ValueError(f"positions must be [N, n_atoms, 3] (nm), got {tuple(positions.shape)}")
-        with torch.no_grad():
-            x = features(positions)
-            x = observation(x) if observation is not None else x
-        periodic = [False] * x.shape[1] if periodic is None else list(periodic)
-        vae, history = fit_vae(x, periodic, latent_dim, decoder, beta, epochs, seed=seed, checkpoint=checkpoint,
-                               show_progress=show_progress, **options)
-        return make_cv(vae, features, positions.shape[1], observation, positions,
-                       info={"beta": beta, "epochs": epochs, "seed": seed, "final": history[-1]})
+    def __init__(self, n_components: int = 1, *, decoder: str = "condind", beta: float = 1.0, epochs: int = 100,
+                 anneal_epochs: int = 20, lr: float = 1e-4, batch_size: int = 200,
+                 validation_fraction: float = 0.1, keep_best: bool = False,
+                 encoder_hidden: Sequence[int] = (50, 50), decoder_hidden: Sequence[int] = (50, 50),
+                 prior_blocks: int = 4, prior_hidden: Sequence[int] = (50, 50), **run):
+        super().__init__(n_components, **run)
+        self.decoder, self.beta, self.epochs = decoder, beta, epochs
+        self.training = dict(anneal_epochs=anneal_epochs, lr=lr, batch_size=batch_size,
+                             validation_fraction=validation_fraction, keep_best=keep_best,
+                             encoder_hidden=tuple(encoder_hidden), decoder_hidden=tuple(decoder_hidden),
+                             prior_blocks=prior_blocks, prior_hidden=tuple(prior_hidden))
 
-
-method = FlowVAEMethod()
+    def fit(self, data) -> "FlowPriorVAE":
+        x = torch.cat(data.feature_trajectories())
+        vae, history = fit_vae(x, periodic_columns(data.features), self.n_components, self.decoder, self.beta,
+                               self.epochs, seed=self.seed, checkpoint=self.checkpoint("flowvae.ckpt"),
+                               show_progress=self.progress, **self.training)
+        self.cv = make_cv(vae, data.features, data.spec.n_atoms, positions=data.sample_positions(),
+                          info={"beta": self.beta, "epochs": self.epochs, "seed": self.seed, "final": history[-1]})
+        self.cv.periodic_box = data.spec.periodic
+        self.model = vae
+        return self

@@ -8,17 +8,15 @@ Li, Dong, Zhang & Wang, "Neural Canonical Transformation with Symplectic Flows",
 - :mod:`.latent` — the harmonic latent Hamiltonian with learnable frequencies;
 - :mod:`.model` — the two losses (variational free energy, phase-space likelihood), sampling, interpolation;
 - :mod:`.train` — seeded, resumable trainers; :mod:`.inputs` — features, masses and energies of a system;
-- :mod:`.method` — ``method.fit(...)`` returning the CV of the slowest latent coordinates.
+- :mod:`.method` — :func:`fit_nct` and the estimator :class:`NCT`, whose CV is the slowest latent coordinates.
 """
 from .canonical import to_latent, to_physical
 from .coordinates import MassWeighting
 from .flow import CoordinateFlow
 from .latent import HarmonicLatent
-from .method import NCT, SlowModes
+from .method import NCT, SlowModes, fit_nct
 from .model import NCTModel
 from .train import train_mle, train_variational
 
-__all__ = ["method", "NCT", "NCTModel", "SlowModes", "to_latent", "to_physical", "MassWeighting", "CoordinateFlow",
+__all__ = ["NCT", "fit_nct", "NCTModel", "SlowModes", "to_latent", "to_physical", "MassWeighting", "CoordinateFlow",
            "HarmonicLatent", "train_mle", "train_variational"]
-
-method = NCT()

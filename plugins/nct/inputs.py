@@ -1,7 +1,7 @@
 """From a system and its trajectory to what the NCT trains on: features, masses, a reduced energy of features.
 
-Defaults: training on data uses cvplug's :func:`~cvplug.features.default_features` (Kabsch-aligned heavy-atom
-Cartesians of a molecule, 30 numbers for alanine dipeptide; a toy's natural coordinates); variational training
+Defaults: training on data uses :func:`molecule_cartesians` (Kabsch-aligned heavy-atom Cartesians of a molecule,
+30 numbers for alanine dipeptide; a toy's natural coordinates); variational training
 uses :func:`hamiltonian_features`, which cover every atom, since the force field needs them all.
 """
 from __future__ import annotations
@@ -16,7 +16,20 @@ from torch import Tensor
 from cvplug.features import Cartesians, Feature, default_features
 from cvplug.systems import SystemSpec
 
-__all__ = ["hamiltonian_features", "feature_masses", "alignment_constraints", "as_positions", "feature_energy"]
+__all__ = ["molecule_cartesians", "hamiltonian_features", "feature_masses", "alignment_constraints", "as_positions", "feature_energy"]
+
+
+def molecule_cartesians(spec: SystemSpec) -> Cartesians:
+    """What the NCT learns from data: a toy's natural coordinates, or the Kabsch-aligned Cartesians of the
+    heavy atoms of a molecule (everything but water and ions), aligned to its initial structure."""
+    if spec.toy is not None:
+        return default_features(spec, spec.positions)
+    from cvplug.selection import solute_atoms
+
+    solute = set(solute_atoms(spec.topology))
+    heavy = [a.index for a in spec.topology.atoms()
+             if a.index in solute and (a.element is None or a.element.symbol != "H")]
+    return Cartesians(heavy, reference=torch.as_tensor(spec.positions[heavy], dtype=torch.get_default_dtype()))
 
 
 def hamiltonian_features(spec: SystemSpec) -> Cartesians:

@@ -1,12 +1,12 @@
 """Reverse-KL "embedded physics" coarse-graining: collective variables from the force field, without data.
 
 Schöberl, Zabaras & Koutsourelakis, "Embedded-physics machine learning for coarse-graining and collective
-variable discovery without data" (arXiv:2002.10148, 2020). The method object registered as "rkl" is
-:data:`method`.
+variable discovery without data" (arXiv:2002.10148, 2020). The estimator registered as "rkl" is
+:class:`ReverseKL`; :func:`fit_model` is the method's own API.
 
 >>> from cvplug import systems
->>> from cvplug.plugins.rkl import method
->>> fitted = method.fit_model(systems.load("double-well"), latent_dim=1, show_progress=False)  # doctest: +SKIP
+>>> from cvplug.plugins.rkl import fit_model
+>>> fitted = fit_model(systems.load("double-well"), latent_dim=1, show_progress=False)  # doctest: +SKIP
 >>> x = fitted.model.sample(1000).x          # samples of the learned q(x)                    # doctest: +SKIP
 >>> fitted.cv.export("rkl_cv.pt")           # the encoder mean as a TorchScript CV            # doctest: +SKIP
 
@@ -17,14 +17,14 @@ estimate, mixed γ option), :mod:`.tempering` (Algorithm 1), :mod:`.gradnorm` (A
 """
 from .frame import RigidFrame
 from .gradnorm import cap_gradient_norms, normalize_sample_gradients
-from .method import RklFit, RklMethod, build_model, make_cv, make_target, method
+from .method import ReverseKL, RklFit, build_model, fit_model, make_cv, make_target
 from .model import CoarseGrainedModel, EncoderMean, Samples
 from .objective import forward_kl, kl_estimate, log_marginal_bound, mixed, reverse_kl
 from .targets import MoleculeTarget, Target, ToyTarget, springs_for_constraints
 from .tempering import AdaptiveTempering
 from .trainer import TrainingResult, train
 
-__all__ = ["method", "RklMethod", "RklFit", "build_model", "make_cv", "make_target", "CoarseGrainedModel",
+__all__ = ["ReverseKL", "fit_model", "RklFit", "build_model", "make_cv", "make_target", "CoarseGrainedModel",
            "EncoderMean", "Samples", "reverse_kl", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
            "AdaptiveTempering", "normalize_sample_gradients", "cap_gradient_norms", "Target", "ToyTarget",
            "MoleculeTarget", "RigidFrame", "springs_for_constraints", "TrainingResult", "train"]

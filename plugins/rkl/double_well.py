@@ -16,7 +16,7 @@ from scipy.stats import norm, spearmanr
 
 from cvplug.metrics import boltzmann_grid
 
-from .method import RklFit, method
+from .method import RklFit, fit_model
 from .model import CoarseGrainedModel
 from .tempering import AdaptiveTempering
 
@@ -27,7 +27,7 @@ BOUNDS = ((-8.0, 8.0), (-10.0, 10.0))  # box holding all but ~1e-20 of the mass 
 MOMENTS = ("mean_x1", "std_x1", "mean_x2", "std_x2")
 SETTINGS = dict(lr=5e-3, init_std=0.1, init_gain=5.0, input_gain=5.0, encoder_steps=2, extra_latents=16,
                 stage_lr_floor=0.01, final_steps=5000, kappa=10.0)
-"""Training options (:meth:`.method.RklMethod.fit_model`) of the double-well runs; the schedule is :func:`fit`'s.
+"""Training options (:func:`.method.fit_model`) of the double-well runs; the schedule is :func:`fit`'s.
 
 The minor mode's weight is set by where the decoder jumps between the wells, and only the few samples near the
 jump move it. The tighter bound (``extra_latents``) puts the bound's optimum at the exact weight; decaying the
@@ -46,7 +46,7 @@ def fit(spec, seed: int = 0, start: float = 0.01, max_step: float = MAX_STEP, **
     ``max_step``, keeping the β = 0.5 model; ``overrides`` replace :data:`SETTINGS`."""
     options = {**SETTINGS, **overrides}
     schedule = AdaptiveTempering(start=start, max_step=max_step, milestones=(0.5,))
-    return method.fit_model(spec, 1, schedule=schedule, seed=seed, **options)
+    return fit_model(spec, 1, schedule=schedule, seed=seed, **options)
 
 
 def _statistics(x: np.ndarray, weights: np.ndarray) -> dict:

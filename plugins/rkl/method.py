@@ -1,6 +1,7 @@
 """The "rkl" method: fit the coarse-grained model to a system's force field (no data) and export μφ as a CV."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from cvplug.cv import CollectiveVariable
+from cvplug.methods import Method
 from cvplug.training import seed_everything
 
 from .model import CoarseGrainedModel
@@ -16,7 +18,7 @@ from .targets import MoleculeTarget, Target, ToyTarget
 from .tempering import AdaptiveTempering
 from .trainer import Gamma, TrainingResult, train
 
-__all__ = ["RklFit", "RklMethod", "method", "make_target", "build_model", "make_cv"]
+__all__ = ["RklFit", "ReverseKL", "fit_model", "make_target", "build_model", "make_cv"]
 
 MOLECULE_SCALE = 0.1  # nm: the networks' length unit for molecules
 
@@ -54,7 +56,7 @@ def make_cv(model: CoarseGrainedModel, target: Target, n_atoms: int, calibration
 
 @dataclass
 class RklFit:
-    """What :meth:`RklMethod.fit_model` returns: the CV, the generative model, its target and the training record."""
+    """What :func:`fit_model` returns: the CV, the generative model, its target and the training record."""
 
     cv: CollectiveVariable
     model: CoarseGrainedModel
@@ -62,49 +64,95 @@ class RklFit:
     result: TrainingResult
 
 
-class RklMethod:
+def fit_model(system_spec, latent_dim: int = 2, *, engine: str = "torch", target_options: Optional[dict] = None,
+              hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None, init_gain: float = 0.1,
+              input_gain: float = 1.0, schedule: Optional[AdaptiveTempering] = None, data=None,
+              gamma: Optional[Gamma] = None, seed: int = 0, work_dir=None, show_progress: bool = True,
+              **training) -> RklFit:
+    """Train the model on ``system_spec`` and return the CV with the model, the target and the record.
+
+    ``engine``: "torch" or "bridge" energies for toys (molecules always use the bridge); ``target_options``
+    go to :func:`make_target`; ``hidden``, ``init_std``, ``init_gain``, ``input_gain`` to :func:`build_model`;
+    ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
+    (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
+    steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
+    encoder_steps, stage_lr_floor, energy_cap, checkpoint_every (:func:`.trainer.train`).
+    """
+    target = make_target(system_spec, engine, **(target_options or {}))
+    seed_everything(seed)
+    model = build_model(target, latent_dim, hidden, init_std, init_gain, input_gain)
+    coordinates = None if data is None else target.coordinates(np.asarray(data))
+    checkpoint = Path(work_dir) / "rkl.ckpt" if work_dir is not None else None
+    result = train(model, target, schedule or AdaptiveTempering(), data=coordinates, gamma=gamma, seed=seed,
+                   checkpoint=checkpoint, show_progress=show_progress, **training)
+    cv = make_cv(model, target, system_spec.n_atoms,
+                 info={"force_calls": result.force_calls, "seed": seed, "system": system_spec.name})
+    return RklFit(cv, model, target, result)
+
+
+_TRAINING = [name for name, p in inspect.signature(train).parameters.items()
+             if p.kind == p.KEYWORD_ONLY and name not in ("data", "gamma", "seed", "checkpoint", "show_progress")]
+
+
+class ReverseKL(Method):
     """Reverse-KL "embedded physics" coarse-graining: CVs learned from the force field alone.
 
     Schöberl, Zabaras & Koutsourelakis, "Embedded-physics machine learning for coarse-graining and collective
     variable discovery without data" (2020). A generative model q(x, z) = N(z; 0, I) N(x; μθ(z), diag σθ²) and an
     encoder r(z | x) are trained together by minimising an upper bound on KL(q(x) ‖ p(x)) (eq. 16) over samples of
-    q, with forces from OpenMM, while β is tempered from ≈ 0 to the target (Algorithm 1). The encoder mean is the CV.
+    q, with forces from OpenMM, while β is tempered from ≈ 0 to the target (Algorithm 1). The encoder mean is the
+    CV; ``model`` is the :class:`RklFit` (CV, generative model, target, training record).
+
+    It reads the system, not the frames: the CV's inputs are the molecule's Cartesians in an internal frame
+    (:class:`.frame.RigidFrame`), whatever the data's features. With ``data_frames`` > 0 it also uses that many
+    of the data's frames in the mixed objective of eq. 39, weighted by ``gamma``. Options: ``max_step``
+    (largest tempering step Δβ; 0.025, which kept the double well's minor mode where the paper's 0.1 lost it),
+    ``engine``, ``frame``, ``threads``, ``hidden``, ``init_std``, ``init_gain``,
+    ``input_gain``, and the trainer's keywords (steps_per_stage, final_steps, batch_size, lr, kappa, …).
+    Molecules must be non-periodic (no solvent box).
     """
 
     name = "rkl"
     summary = "CVs from the force field without data: reverse-KL coarse-graining with tempering (Schöberl et al.)"
+    needs = ("system",)
 
-    def fit(self, system_spec, latent_dim: int = 2, **options) -> CollectiveVariable:
-        """Train on ``system_spec`` and return the CV; see :meth:`fit_model` for the options."""
-        fitted = self.fit_model(system_spec, latent_dim, **options)
+    def __init__(self, n_components: int = 2, *, data_frames: int = 0, gamma: float = 0.5,
+                 max_step: float = 0.025, engine: str = "torch",
+                 frame: Optional[Sequence[int]] = None, threads: int = 1, hidden: Sequence[int] = (64, 64),
+                 init_std: Optional[float] = None, init_gain: float = 0.1, input_gain: float = 1.0, **options):
+        run = {k: options.pop(k) for k in ("seed", "work_dir", "progress") if k in options}
+        super().__init__(n_components, **run)
+        unknown = sorted(set(options) - set(_TRAINING))
+        if unknown:
+            raise ValueError(f"unknown option {', '.join(unknown)} for method 'rkl'")
+        if int(data_frames) < 0 or not 0 < gamma <= 1:
+            raise ValueError(f"data_frames must be ≥ 0 and gamma in (0, 1], got {data_frames} and {gamma}")
+        self.data_frames, self.gamma, self.max_step = int(data_frames), float(gamma), float(max_step)
+        self.target_options = {"threads": 1, "workers": int(threads)}
+        if frame is not None:
+            self.target_options["frame"] = tuple(frame)
+        self.fit_options = dict(engine=engine, hidden=tuple(hidden), init_std=init_std, init_gain=init_gain,
+                                input_gain=input_gain, **options)
+
+    @classmethod
+    def options(cls) -> dict:
+        defaults = inspect.signature(train).parameters
+        return {**super().options(), **{name: defaults[name].default for name in _TRAINING}}
+
+    def check(self, spec) -> None:
+        if spec.toy is None and spec.periodic:
+            raise ValueError(f"rkl learns non-periodic molecules only; {spec.name} has a periodic box (solvent?): "
+                             "use implicit solvent or vacuum")
+
+    def fit(self, data) -> "ReverseKL":
+        frames = None
+        if self.data_frames and data.frames:
+            frames = data.sample_positions(self.data_frames).double().numpy()
+        fitted = fit_model(data.spec, self.n_components,
+                           target_options=self.target_options if data.spec.toy is None else None,
+                           schedule=AdaptiveTempering(max_step=self.max_step), data=frames,
+                           gamma=self.gamma if frames is not None else None, seed=self.seed,
+                           work_dir=self.work_dir, show_progress=self.progress, **self.fit_options)
         fitted.target.close()
-        return fitted.cv
-
-    def fit_model(self, system_spec, latent_dim: int = 2, *, engine: str = "torch",
-                  target_options: Optional[dict] = None, hidden: Sequence[int] = (64, 64),
-                  init_std: Optional[float] = None, init_gain: float = 0.1, input_gain: float = 1.0,
-                  schedule: Optional[AdaptiveTempering] = None,
-                  data=None, gamma: Optional[Gamma] = None, seed: int = 0, work_dir=None,
-                  show_progress: bool = True, **training) -> RklFit:
-        """Train the model on ``system_spec`` and return the CV with the model, the target and the record.
-
-        ``engine``: "torch" or "bridge" energies for toys (molecules always use the bridge); ``target_options``
-        go to :func:`make_target`; ``hidden``, ``init_std``, ``init_gain``, ``input_gain`` to :func:`build_model`;
-        ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
-        (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
-        steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
-        encoder_steps, stage_lr_floor, checkpoint_every (:func:`.trainer.train`).
-        """
-        target = make_target(system_spec, engine, **(target_options or {}))
-        seed_everything(seed)
-        model = build_model(target, latent_dim, hidden, init_std, init_gain, input_gain)
-        coordinates = None if data is None else target.coordinates(np.asarray(data))
-        checkpoint = Path(work_dir) / "rkl.ckpt" if work_dir is not None else None
-        result = train(model, target, schedule or AdaptiveTempering(), data=coordinates, gamma=gamma, seed=seed,
-                       checkpoint=checkpoint, show_progress=show_progress, **training)
-        cv = make_cv(model, target, system_spec.n_atoms,
-                     info={"force_calls": result.force_calls, "seed": seed, "system": system_spec.name})
-        return RklFit(cv, model, target, result)
-
-
-method = RklMethod()
+        self.cv, self.model = fitted.cv, fitted
+        return self

@@ -24,7 +24,7 @@ from cvplug.features import Cartesians, Feature
 
 from .frame import RigidFrame
 
-__all__ = ["Target", "ToyTarget", "MoleculeTarget", "springs_for_constraints", "ENGINES"]
+__all__ = ["Target", "ToyTarget", "MoleculeTarget", "default_frame", "springs_for_constraints", "ENGINES"]
 
 ENGINES = ("torch", "bridge")
 DEFAULT_CONSTRAINT_K = 3.0e5  # kJ/mol/nm², the order of AMBER's X–H bond force constants
@@ -125,13 +125,31 @@ def springs_for_constraints(system: openmm.System, k: float = DEFAULT_CONSTRAINT
     return flexible
 
 
+def default_frame(spec) -> tuple[int, int, int]:
+    """(origin, axis, plane) atoms of the internal frame: CA, N, C of the first residue with a backbone φ
+    (peptides), else the heavy atom nearest the centroid and its two nearest heavy neighbours."""
+    from cvplug.selection import phi_quadruplets
+
+    quadruplets = phi_quadruplets(spec.topology)
+    if quadruplets:
+        _, n, ca, c = quadruplets[0]
+        return ca, n, c
+    heavy = [a.index for a in spec.topology.atoms() if a.element is not None and a.element.symbol != "H"]
+    if len(heavy) < 3:
+        raise ValueError(f"{spec.name} has fewer than 3 heavy atoms; give frame=(origin, axis, plane) atoms")
+    xyz = spec.positions[heavy]
+    origin = int(np.argmin(np.linalg.norm(xyz - xyz.mean(0), axis=1)))
+    nearest = np.argsort(np.linalg.norm(xyz - xyz[origin], axis=1))[1:3]
+    return heavy[origin], heavy[nearest[0]], heavy[nearest[1]]
+
+
 class MoleculeTarget(Target):
     """A molecule in internal-frame Cartesians (:class:`.frame.RigidFrame`), energies from OpenMM via the bridge.
 
     Parameters
     ----------
     spec : a molecular :class:`cvplug.systems.SystemSpec` (non-periodic: the frame removes rigid-body motion).
-    frame : (origin, axis, plane) atoms; default for alanine dipeptide (CA, N, C) from ``spec.extras``.
+    frame : (origin, axis, plane) atoms; default :func:`default_frame` (CA, N, C of the first residue of a peptide).
     constraint_k : spring constant (kJ/mol/nm²) replacing each constraint (see :func:`springs_for_constraints`).
     bridge_options : passed to :class:`cvplug.bridge.OpenMMEnergy` (platform, batch_strategy, workers, copies …).
         Its energy cap is off by default: training caps the tempered energy β u instead
@@ -146,12 +164,7 @@ class MoleculeTarget(Target):
             raise ValueError(f"{spec.name} is a toy potential; use ToyTarget")
         if spec.periodic:
             raise ValueError(f"{spec.name} is periodic; the reverse-KL model handles non-periodic molecules only")
-        if frame is None:
-            if "phi_atoms" not in spec.extras:
-                raise ValueError(f"give frame=(origin, axis, plane) atoms for {spec.name}")
-            _, n, ca, c = spec.extras["phi_atoms"]
-            frame = (ca, n, c)
-        self.features = RigidFrame(spec.n_atoms, *frame)
+        self.features = RigidFrame(spec.n_atoms, *(frame or default_frame(spec)))
         self.dim = self.features.n_out
         flexible = dataclasses.replace(spec, system=springs_for_constraints(spec.system, constraint_k))
         self.bridge = OpenMMEnergy(flexible, **{"policy": SamplePolicy(cap=None), **bridge_options})
