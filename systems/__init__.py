@@ -11,13 +11,15 @@ Every entry returns a fresh :class:`SystemSpec` (a new OpenMM ``System`` each ca
 """
 from __future__ import annotations
 
+from importlib import resources
 from typing import Callable
 
+from .files import SystemInputError, from_files, resolve
 from .spec import SystemSpec
 from .toy import TOY_POTENTIALS, ToyPotential
 from . import alanine, toy
 
-__all__ = ["SystemSpec", "ToyPotential", "load", "names", "register"]
+__all__ = ["SystemInputError", "SystemSpec", "ToyPotential", "from_files", "load", "names", "register", "resolve"]
 
 _REGISTRY: dict[str, Callable[..., SystemSpec]] = {}
 
@@ -47,3 +49,15 @@ for _name, _factory in alanine.FACTORIES.items():
     register(_name, _factory)
 for _name in TOY_POTENTIALS:
     register(_name, lambda _n=_name, **kw: toy.make_spec(_n, **kw))
+
+
+def _trpzip2(**options) -> SystemSpec:
+    """Tryptophan zipper 2 in TIP3P water from the shipped old-format prmtop + crd (not minimised)."""
+    folder = resources.files("cvplug.systems") / "data" / "trpzip2-explicit"
+    spec = from_files(str(folder / "trpzip2.prmtop"), str(folder / "trpzip2.crd"), minimize=False, **options)
+    spec.name = "trpzip2-explicit"
+    spec.description = "tryptophan zipper 2 (12 residues) in TIP3P water, 11,034 atoms, old-format prmtop"
+    return spec
+
+
+register("trpzip2-explicit", _trpzip2)

@@ -31,6 +31,8 @@ class SystemSpec:
     dynamics : ``"langevin"`` (molecules) or ``"brownian"`` (overdamped; the toys' default).
     box_vectors : periodic box, numpy array [3, 3] in nm, or None.
     toy : for toy potentials, the torch twin and the map between particle positions and natural coordinates.
+    source : what defines the system, for rebuilding it with ``cvplug.systems.from_files(**source)``: the file
+        paths and options for user files, ``{"system": name, ...}`` for a shipped system loaded by name.
     """
 
     name: str
@@ -45,6 +47,7 @@ class SystemSpec:
     toy: Optional["ToyPotential"] = None
     description: str = ""
     extras: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
 
     @property
     def n_atoms(self) -> int:
