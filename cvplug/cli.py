@@ -63,21 +63,28 @@ def _method_option(text: str):
 
 
 def _spec(args):
-    """The SystemSpec the arguments describe; says so when it minimised the starting positions."""
+    """The SystemSpec the arguments describe, not yet minimised (see :func:`_minimize`)."""
     from cvplug import systems
 
     if args.system is None:
         raise ValueError("give the system: --system NAME (see `cvplug systems`) or --system FILE with its "
                          "--positions / --forcefield")
-    spec = systems.from_files(args.system, args.positions, forcefield=args.forcefield or (),
+    return systems.from_files(args.system, args.positions, forcefield=args.forcefield or (),
                               include_dir=args.include_dir, topology=args.topology, temperature=args.temperature,
                               timestep=None if args.timestep is None else args.timestep / 1000,
-                              friction=args.friction, minimize=not args.no_minimize)
-    if "minimized" in spec.extras:
-        energies = spec.extras["minimized"]
-        print(f"energy-minimised the starting positions: {energies['before']:.1f} → {energies['after']:.1f} "
-              "kJ/mol (--no-minimize skips this)", file=sys.stderr)
-    return spec
+                              friction=args.friction, minimize=False)
+
+
+def _minimize(args, spec) -> None:
+    """Minimise the starting positions of a user's files (after every argument was checked), and say so."""
+    from cvplug import systems
+
+    if args.no_minimize or "positions" not in spec.source:
+        return
+    systems.minimize_energy(spec)
+    energies = spec.extras["minimized"]
+    print(f"energy-minimised the starting positions: {energies['before']:.1f} → {energies['after']:.1f} kJ/mol "
+          "(--no-minimize skips this)", file=sys.stderr)
 
 
 def _save_atoms(args, spec):
@@ -102,30 +109,35 @@ def _simulate(args) -> None:
     from .simulate import simulate
 
     spec = _spec(args)
+    save_atoms = _save_atoms(args, spec)
     out = Path(args.out)
+    _minimize(args, spec)
     _write_run_file(args, out.with_suffix(".run.toml"))
     path = simulate(spec, args.steps, out, args.report_every, args.seed, args.platform, args.dynamics,
-                    save_atoms=_save_atoms(args, spec))
+                    save_atoms=save_atoms)
     print(f"trajectory written to {path}")
 
 
 def _bias(args) -> None:
+    from .attach import check_compatible
     from .bias import run_metadynamics
     from .cv import load_cv
 
     cv = load_cv(args.cv)
     spec = _spec(args)
+    check_compatible(spec.system, cv, spec.topology)
+    save_atoms = _save_atoms(args, spec)
+    _minimize(args, spec)
     _write_run_file(args, Path(args.out) / RUN_FILE)
     result = run_metadynamics(spec, cv, args.steps, args.out, bias_factor=args.bias_factor, height=args.height,
                               frequency=args.frequency, ranges=args.range, widths=args.width,
                               report_every=args.report_every, engine=args.engine, stride=args.stride,
-                              walker=args.walker, seed=args.seed, platform=args.platform,
-                              save_atoms=_save_atoms(args, spec))
+                              walker=args.walker, seed=args.seed, platform=args.platform, save_atoms=save_atoms)
     print(f"bias, colvar.dat, fes.npz, fes.png and the trajectory are in {result.out_dir}")
 
 
 def _learn(args) -> None:
-    from .learn import LearnSettings, learn
+    from .learn import LearnSettings, prepare
 
     settings = LearnSettings(method=args.method, rounds=args.rounds, steps_per_round=args.steps,
                              report_every=args.report_every, n_components=args.n_components, lag=args.lag,
@@ -136,8 +148,10 @@ def _learn(args) -> None:
                              method_options=dict(args.option or {}))
     settings.check()
     spec = _spec(args)
+    run = prepare(spec, args.out, settings)
+    _minimize(args, spec)
     _write_run_file(args, Path(args.out) / RUN_FILE)
-    for summary in learn(spec, args.out, settings):
+    for summary in run.run():
         print(_round_line(summary))
     print(f"CV files, trajectories, FES and summaries are in {args.out}/round_*/")
 
@@ -248,13 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("simulate", help="run unbiased MD/BD and write a trajectory")
     _system_options(p, positional=True)
     _run_options(p, 50_000, 500)
-    p.add_argument("--out", required=True, help="trajectory path: .dcd (+ .pdb) for molecules, .npz for toys")
+    p.add_argument("--out", help="trajectory path: .dcd (+ .pdb) for molecules, .npz for toys (required)")
     p.add_argument("--dynamics", choices=["langevin", "brownian"], help="override the system's default dynamics")
     p.set_defaults(run=_simulate)
 
     p = commands.add_parser("bias", help="well-tempered metadynamics along a CV file")
     _system_options(p, positional=False)
-    p.add_argument("--cv", required=True, help="a CV file written by CollectiveVariable.export or `cvplug learn`")
+    p.add_argument("--cv", help="a CV file written by CollectiveVariable.export or `cvplug learn` (required)")
     _run_options(p, 100_000, 500)
     p.add_argument("--out", default="bias-output", help="output folder; a second run resumes it "
                                                         "(default %(default)s)")
@@ -281,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lag", type=_positive_int, default=learn_defaults.lag,
                    help="frames between the members of a training pair (default %(default)s)")
     _bias_options(p, learn_defaults)
-    p.add_argument("--out", required=True, help="output folder (a second run resumes it)")
+    p.add_argument("--out", help="output folder; a second run resumes it (required)")
     p.set_defaults(run=_learn)
 
     p = commands.add_parser("demo", help="the main job: alanine dipeptide from one basin to its FES with a learned CV")
@@ -376,10 +390,13 @@ def main(argv=None) -> int:
             args.system = args.system_name
         if hasattr(args, "system_name"):
             del args.system_name
+        for required in ("out", "cv"):
+            if hasattr(args, required) and getattr(args, required) is None:
+                raise ValueError(f"give --{required} (on the command line or in the --config file)")
         args.run(args)
     except (ValueError, OSError) as error:
-        print(f"cvplug {args.command}: error: {str(error).splitlines()[0] if str(error) else error!r}",
-              file=sys.stderr)
+        message = str(error).splitlines()[0] if str(error) else repr(error)
+        print(f"cvplug {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ncvplug {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

@@ -50,7 +50,7 @@ from .report import plot_round_fes, round_report
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
 from .simulate import load_trajectory, simulate
 
-__all__ = ["LearnSettings", "learn", "round_frames", "resolve_features", "resolve_save_atoms"]
+__all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "round_frames", "resolve_features", "resolve_save_atoms"]
 
 
 @dataclass
@@ -244,31 +244,42 @@ class _Run:
         return report
 
 
-def learn(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True) -> list[dict]:
-    """Run (or resume) the learn loop on ``system`` (a SystemSpec or anything
-    :func:`cvplug.systems.resolve` accepts); returns one summary dict per round (:mod:`cvplug.report`)."""
+class LearnRun(_Run):
+    """A checked learn run: :func:`prepare` builds it (every argument validated, nothing written, no MD run),
+    :meth:`run` runs or resumes it."""
+
+    def run(self) -> list[dict]:
+        """Run the rounds not finished yet; returns one summary dict per round (:mod:`cvplug.report`)."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.out_dir / "settings.json", json.dumps(asdict(self.settings), indent=2))
+        state_file = self.out_dir / "progress.json"
+        summaries = json.loads(state_file.read_text()) if state_file.exists() else []
+        for k in range(len(summaries)):
+            self.read_round(k)
+        cv = load_cv(self.round_dir(len(summaries) - 1) / "cv.pt") if summaries else None
+        for k in range(len(summaries), self.settings.rounds):
+            md_seconds = self.sample(k, cv)
+            self.read_round(k)
+            start = time.perf_counter()
+            method = self.method(k, self.round_dir(k) / "train").fit(self.data())
+            cv = method.cv
+            cv.calibrate(self.data().sample_positions())
+            cv.export(self.round_dir(k) / "cv.pt")
+            summary = self.summarise(k, cv, md_seconds, time.perf_counter() - start)
+            _write_atomic(self.round_dir(k) / "summary.json", json.dumps(summary, indent=2))
+            summaries.append(summary)
+            _write_atomic(state_file, json.dumps(summaries, indent=2))
+        return summaries
+
+
+def prepare(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True) -> LearnRun:
+    """Check a learn run on ``system`` (a SystemSpec or anything :func:`cvplug.systems.resolve` accepts):
+    settings, features, saved atoms and method options; raises ValueError before anything is written."""
     settings = settings or LearnSettings()
     settings.check()
-    spec = systems.resolve(system)
-    out_dir = Path(out_dir)
-    run = _Run(spec, out_dir, settings, progress)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "settings.json", json.dumps(asdict(settings), indent=2))
-    state_file = out_dir / "progress.json"
-    summaries = json.loads(state_file.read_text()) if state_file.exists() else []
-    for k in range(len(summaries)):
-        run.read_round(k)
-    cv = load_cv(run.round_dir(len(summaries) - 1) / "cv.pt") if summaries else None
-    for k in range(len(summaries), settings.rounds):
-        md_seconds = run.sample(k, cv)
-        run.read_round(k)
-        start = time.perf_counter()
-        method = run.method(k, run.round_dir(k) / "train").fit(run.data())
-        cv = method.cv
-        cv.calibrate(run.data().sample_positions())
-        cv.export(run.round_dir(k) / "cv.pt")
-        summary = run.summarise(k, cv, md_seconds, time.perf_counter() - start)
-        _write_atomic(run.round_dir(k) / "summary.json", json.dumps(summary, indent=2))
-        summaries.append(summary)
-        _write_atomic(state_file, json.dumps(summaries, indent=2))
-    return summaries
+    return LearnRun(systems.resolve(system), Path(out_dir), settings, progress)
+
+
+def learn(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True) -> list[dict]:
+    """Run (or resume) the learn loop on ``system``; returns one summary dict per round (:mod:`cvplug.report`)."""
+    return prepare(system, out_dir, settings, progress).run()

@@ -1,8 +1,8 @@
 """Round summaries for any system: sampling speed, the CV's range, its free energy and the transitions seen.
 
 The free energy along the learned CV is estimated from the frames by weighted histograms (the weights undo the
-bias), in units of kT throughout. Basins are the wells of the 1D free energy of the first component that are at
-least ``depth`` kT deep; a transition is a move from one basin's core (within 1 kT of its minimum) to another's,
+bias; √n bins), in units of kT throughout. Basins are the wells of the 1D free energy of the first component that
+are at least ``DEPTH`` kT deep; a transition is a move from one basin's core (within 1 kT of its minimum) to another's,
 counted along each trajectory in time (core-set counting, so recrossings of a barrier top are not counted).
 
 Systems may add their own numbers: a :class:`cvplug.systems.SystemSpec` whose ``report`` is set (alanine
@@ -18,7 +18,8 @@ import numpy as np
 
 __all__ = ["weighted_fes", "fes_basins", "count_transitions", "round_report", "plot_round_fes"]
 
-BINS = 60
+MAX_BINS = 60
+DEPTH = 1.5  # kT: shallower wells of a histogram FES are noise at the frame counts of a round
 
 
 def weighted_fes(values: np.ndarray, weights: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
@@ -29,7 +30,7 @@ def weighted_fes(values: np.ndarray, weights: np.ndarray, edges: Sequence[np.nda
     return free - free[np.isfinite(free)].min()
 
 
-def fes_basins(free: np.ndarray, depth: float = 1.0) -> list[tuple[int, int, int]]:
+def fes_basins(free: np.ndarray, depth: float = DEPTH) -> list[tuple[int, int, int]]:
     """Basins of a 1D free energy (kT): (start, minimum, end) bin indices of each well at least ``depth`` deep,
     separated at the highest point between neighbouring minima. Empty bins count as barriers."""
     f = np.where(np.isfinite(free), free, np.inf)
@@ -67,11 +68,13 @@ def count_transitions(values: Sequence[np.ndarray], free: np.ndarray, edges: np.
 
 
 def _edges(values: np.ndarray, periodic) -> list[np.ndarray]:
+    """Histogram edges per component: √n bins (10 to MAX_BINS) over the period or the observed range."""
+    bins = int(np.clip(np.sqrt(len(values)), 10, MAX_BINS))
     edges = []
     for k in range(values.shape[1]):
         lo, hi = periodic[k] if periodic[k] is not None else (values[:, k].min(), values[:, k].max())
         hi = hi if hi > lo else lo + 1e-6
-        edges.append(np.linspace(lo, hi, BINS + 1))
+        edges.append(np.linspace(lo, hi, bins + 1))
     return edges
 
 

@@ -37,7 +37,7 @@ import openmm.unit as unit
 
 from .spec import SystemSpec
 
-__all__ = ["SystemInputError", "from_files", "resolve"]
+__all__ = ["SystemInputError", "from_files", "resolve", "minimize_energy"]
 
 SYSTEM_KINDS = {".xml": "xml", ".prmtop": "amber", ".parm7": "amber", ".top": "gromacs",
                 ".pdb": "pdb", ".cif": "pdb", ".pdbx": "pdb"}
@@ -118,7 +118,7 @@ def from_files(system, positions=None, *, forcefield: Sequence[str] = (), includ
                       box_vectors=built.box, description=f"{built.read}, {conditions['temperature']:g} K",
                       source=source, **conditions)
     if minimize:
-        _minimize(spec)
+        minimize_energy(spec)
     return spec
 
 
@@ -409,7 +409,7 @@ _READERS = {"xml": _from_xml, "amber": _from_amber, "gromacs": _from_gromacs, "p
 
 # --- energy minimisation ----------------------------------------------------------------------------------------
 
-def _minimize(spec: SystemSpec) -> None:
+def minimize_energy(spec: SystemSpec) -> None:
     """Minimise ``spec.positions`` in place (CPU platform) and record the energies in ``spec.extras``.
 
     The CPU platform sums forces over its threads in no fixed order, so two minimisations of the same input can
@@ -425,6 +425,7 @@ def _minimize(spec: SystemSpec) -> None:
     openmm.LocalEnergyMinimizer.minimize(context, MINIMIZE_TOLERANCE, MINIMIZE_ITERATIONS)
     spec.positions = _nm(context.getState(getPositions=True).getPositions(asNumpy=True))
     spec.extras["minimized"] = {"before": before, "after": _energy(context)}
+    spec.source["minimize"] = True
 
 
 def _energy(context: openmm.Context) -> float:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 import openmm
@@ -33,6 +33,9 @@ class SystemSpec:
     toy : for toy potentials, the torch twin and the map between particle positions and natural coordinates.
     source : what defines the system, for rebuilding it with ``cvplug.systems.from_files(**source)``: the file
         paths and options for user files, ``{"system": name, ...}`` for a shipped system loaded by name.
+    report : a system-specific addition to ``cvplug learn``'s round summaries: called as
+        ``report(spec, positions [frames, n_atoms, 3] nm, weights [frames])``, returns a JSON-able dict
+        (alanine dipeptide: its φ/ψ basin populations).
     """
 
     name: str
@@ -48,6 +51,7 @@ class SystemSpec:
     description: str = ""
     extras: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
+    report: Optional[Callable[..., dict]] = None
 
     @property
     def n_atoms(self) -> int:

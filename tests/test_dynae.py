@@ -12,7 +12,7 @@ from cvplug.methods import get
 from cvplug.plugins import dynae
 from cvplug.plugins.dynae import (BinSampler, Pairs, assign, bin_probabilities, regular_space,
                                   sliced_wasserstein)
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import load_trajectory, simulate, trajectory_positions
 
 
 @pytest.fixture(autouse=True)
@@ -186,8 +186,16 @@ def test_baselines_share_the_encoder_and_learn_no_dynamics(three_well, model):
 
 
 def test_the_registry_fit_gives_a_cv_that_exports_bit_identically(three_well, tmp_path):
-    cv = get("dynae").fit(three_well, latent_dim=2, lag=1, features=observed(), seed=0, **QUICK)
+    from cvplug.data import TrainingData
+    from cvplug.methods import create
+
+    spec = systems.load(three_well.system)
+    data = TrainingData.from_trajectories([trajectory_positions(three_well, spec)], spec, observed())
+    options = {k: v for k, v in QUICK.items() if k != "show_progress"}
+    fitted = create("dynae", dict(n_components=2, **options), seed=0, progress=False).fit(data)
+    cv = fitted.cv
     assert isinstance(cv, cvplug.CollectiveVariable) and cv.method == "dynae"
+    assert isinstance(get("dynae")(), dynae.DynAE) and isinstance(fitted.model, dynae.DynAEResult)
     loaded = cvplug.load_cv(cv.export(tmp_path / "dynae.pt"))
     positions = torch.as_tensor(np.pad(three_well.x[:64, None, :], ((0, 0), (0, 0), (0, 1))))
     assert torch.equal(loaded(positions), cv(positions))
