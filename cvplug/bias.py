@@ -35,6 +35,7 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from cvplug import systems
 from cvplug.systems import SystemSpec
 from .attach import AnyCV, check_compatible, cv_forces
 from .evaluate import cv_evaluator
@@ -290,7 +291,7 @@ def build_metadynamics(spec: SystemSpec, cv: AnyCV, *, bias_factor: float = 8.0,
     return Metadynamics(simulation, driver, stride)
 
 
-def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_factor: float = 8.0,
+def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, *, bias_factor: float = 8.0,
                      height: float = 1.2, frequency: int = 500, ranges=None, widths=None,
                      report_every: int = 500, engine: str = "hills", stride: int = 1, walker: int = 0,
                      dynamics: Optional[str] = None, seed: int = 0, platform: str = "CPU",
@@ -300,6 +301,7 @@ def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_f
 
     Parameters
     ----------
+    spec : a SystemSpec (its ``system`` gets the bias force) or anything :func:`cvplug.systems.resolve` takes.
     bias_factor : γ > 1 (dimensionless); ΔT = T(γ − 1).
     height : initial Gaussian height (kJ/mol).
     frequency : MD steps between depositions.
@@ -315,6 +317,7 @@ def run_metadynamics(spec: SystemSpec, cv: AnyCV, steps: int, out_dir, *, bias_f
     dynamics : ``"langevin"`` or ``"brownian"``, overriding the system's default.
     save_atoms : full-system indices of the atoms the trajectory stores; None: all (see :func:`simulate`).
     """
+    spec = systems.resolve(spec)
     if report_every % stride or steps % stride:
         raise ValueError(f"steps ({steps}) and report_every ({report_every}) must be multiples of stride ({stride})")
     out_dir = Path(out_dir)

@@ -162,8 +162,8 @@ def _round_line(summary: dict) -> str:
     ranges = ", ".join(f"{name} {c['min']:.2f}…{c['max']:.2f}" for name, c in summary["cv"].items())
     line = (f"round {summary['round']}: {summary['sampled_ps']:.0f} ps at {speed}; {ranges}; "
             f"{summary['fes_basins']} FES basin(s), {summary['transitions_this_round']} transition(s)")
-    if "phi_positive_fraction" in summary:
-        line += f"; φ > 0 in {100 * max(summary['phi_positive_fraction']):.1f} % of frames"
+    if 0 < len(summary.get("phi_positive_fraction", ())) <= 3:  # a few residues: each φ > 0 fraction
+        line += "; φ > 0 in " + " / ".join(f"{100 * f:.1f}" for f in summary["phi_positive_fraction"]) + " % of frames"
     return line
 
 

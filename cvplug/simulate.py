@@ -181,6 +181,9 @@ def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: i
     steps are done in total. Pass ``simulation`` to run a prepared one, and ``advance(n_steps)`` to integrate
     through something other than ``simulation.step`` (e.g. a metadynamics driver).
     """
+    if not isinstance(spec, SystemSpec):
+        raise ValueError(f"simulate needs a cvplug SystemSpec, got {type(spec).__name__}: build one with "
+                         "cvplug.systems.from_files(...) or, for an openmm.System, from_openmm(system, positions)")
     if steps <= 0 or report_every <= 0 or steps % report_every:
         raise ValueError(f"steps ({steps}) must be a positive multiple of report_every ({report_every})")
     out = Path(out)

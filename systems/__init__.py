@@ -14,12 +14,12 @@ from __future__ import annotations
 from importlib import resources
 from typing import Callable
 
-from .files import SystemInputError, from_files, minimize_energy, resolve
+from .files import SystemInputError, from_files, from_openmm, minimize_energy, resolve
 from .spec import SystemSpec
 from .toy import TOY_POTENTIALS, ToyPotential
 from . import alanine, toy
 
-__all__ = ["SystemInputError", "SystemSpec", "ToyPotential", "from_files", "load", "minimize_energy", "names",
+__all__ = ["SystemInputError", "SystemSpec", "ToyPotential", "from_files", "from_openmm", "load", "minimize_energy", "names",
            "register", "resolve"]
 
 _REGISTRY: dict[str, Callable[..., SystemSpec]] = {}

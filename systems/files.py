@@ -37,7 +37,7 @@ import openmm.unit as unit
 
 from .spec import SystemSpec
 
-__all__ = ["SystemInputError", "from_files", "resolve", "minimize_energy"]
+__all__ = ["SystemInputError", "from_files", "from_openmm", "resolve", "minimize_energy"]
 
 SYSTEM_KINDS = {".xml": "xml", ".prmtop": "amber", ".parm7": "amber", ".top": "gromacs",
                 ".pdb": "pdb", ".cif": "pdb", ".pdbx": "pdb"}
@@ -70,7 +70,11 @@ class _Built(NamedTuple):
 
 
 def resolve(system, **options) -> SystemSpec:
-    """A :class:`SystemSpec` as it is (then ``options`` must be empty); anything else goes to :func:`from_files`."""
+    """A :class:`SystemSpec` as it is (then ``options`` must be empty); anything else goes to :func:`from_files`.
+    An ``openmm.System`` alone is refused: it has no positions (see :func:`from_openmm`)."""
+    if isinstance(system, openmm.System):
+        raise SystemInputError("an openmm.System has no positions: wrap it with cvplug.systems.from_openmm(system, "
+                               "positions, topology) or pass its files")
     if isinstance(system, SystemSpec):
         if options:
             raise SystemInputError(f"system is already a SystemSpec ({system.name!r}); drop the options "
@@ -120,6 +124,25 @@ def from_files(system, positions=None, *, forcefield: Sequence[str] = (), includ
     if minimize:
         minimize_energy(spec)
     return spec
+
+
+def from_openmm(system: openmm.System, positions, topology: Optional[app.Topology] = None, *, temperature=None,
+                timestep=None, friction=None) -> SystemSpec:
+    """A :class:`SystemSpec` of an OpenMM ``System`` built in Python: ``positions`` [n_atoms, 3] in nm (or an
+    OpenMM Quantity), ``topology`` (default: one "UNK" residue, elements from the masses); temperature in K,
+    timestep in ps, friction in 1/ps (defaults 300, 0.002, 1). Not minimised (see :func:`minimize_energy`)."""
+    conditions = {**DEFAULTS, **{key: _positive(key, value) for key, value in
+                                 {"temperature": temperature, "timestep": timestep, "friction": friction}.items()
+                                 if value is not None}}
+    positions = _nm(positions) if unit.is_quantity(positions) else np.asarray(positions, dtype=float)
+    if positions.shape != (system.getNumParticles(), 3):
+        raise SystemInputError(f"positions must be [{system.getNumParticles()}, 3] (nm) for this System, got "
+                               f"{positions.shape}")
+    box = _box(system.getDefaultPeriodicBoxVectors()) if system.usesPeriodicBoundaryConditions() else None
+    built = _finish(system, topology or _plain_topology(system), positions, box, "an openmm.System")
+    return SystemSpec(name="system", system=built.system, topology=built.topology, positions=built.positions,
+                      box_vectors=built.box, description=f"an openmm.System, {conditions['temperature']:g} K",
+                      **conditions)
 
 
 # --- arguments --------------------------------------------------------------------------------------------------

@@ -286,3 +286,18 @@ def test_old_format_prmtop_runs_through_the_cli_and_stores_the_peptide_only(tmp_
     frames = mdtraj.load(str(tmp_path / "t.dcd"), top=str(tmp_path / "t.pdb"))
     assert frames.n_frames == 2 and frames.n_atoms == 218
     assert np.load(tmp_path / "t.atoms.npy").tolist() == list(range(218))
+
+
+def test_an_openmm_system_built_in_python(vacuum, tmp_path):
+    """from_openmm wraps a System with positions; simulate and resolve say what a bare System lacks."""
+    from cvplug.simulate import simulate
+
+    spec = systems.from_openmm(vacuum.system, vacuum.positions, vacuum.topology, temperature=310)
+    assert spec.temperature == 310 and spec.energy() == pytest.approx(vacuum.energy(), rel=1e-9)
+    assert simulate(spec, 20, tmp_path / "t", report_every=10, platform="Reference", progress=False).exists()
+    with pytest.raises(SystemInputError, match=r"\[22, 3\]"):
+        systems.from_openmm(vacuum.system, vacuum.positions[:5])
+    with pytest.raises(SystemInputError, match="from_openmm"):
+        resolve(vacuum.system)
+    with pytest.raises(ValueError, match="from_openmm"):
+        simulate(vacuum.system, 20, tmp_path / "u")
