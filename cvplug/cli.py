@@ -137,7 +137,7 @@ def _bias(args) -> None:
 
 
 def _learn(args) -> None:
-    from .learn import LearnSettings, prepare
+    from .learn import LearnSettings, feature_specs, prepare
 
     settings = LearnSettings(method=args.method, rounds=args.rounds, steps_per_round=args.steps,
                              report_every=args.report_every, n_components=args.n_components, lag=args.lag,
@@ -149,6 +149,7 @@ def _learn(args) -> None:
     settings.check()
     spec = _spec(args)
     run = prepare(spec, args.out, settings)
+    args.features = feature_specs(spec, settings.features) or None  # the run file records what was used
     _minimize(args, spec)
     _write_run_file(args, Path(args.out) / RUN_FILE)
     for summary in run.run():

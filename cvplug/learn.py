@@ -50,7 +50,8 @@ from .report import plot_round_fes, round_report
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
 from .simulate import load_trajectory, simulate
 
-__all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "round_frames", "resolve_features", "resolve_save_atoms"]
+__all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "round_frames", "feature_specs", "resolve_features",
+           "resolve_save_atoms"]
 
 
 @dataclass
@@ -98,13 +99,20 @@ class LearnSettings:
             raise ValueError(f"report_every ({self.report_every}) must be a multiple of stride ({self.stride})")
 
 
-def resolve_features(spec, specs=()) -> Feature:
-    """The CV inputs of ``spec``: the feature ``specs`` (:mod:`cvplug.selection`), or the system's default."""
+def feature_specs(spec, specs=()) -> list[str]:
+    """The feature specs a run on ``spec`` uses: ``specs``, or the system's default (none for toys, whose
+    features are their natural coordinates)."""
     if spec.toy is not None:
         if specs:
             raise ValueError("toy systems use their natural coordinates; leave features out")
-        return default_features(spec, None)
-    return parse_features(list(specs) or default_feature_specs(spec.topology), spec.topology, spec.positions)
+        return []
+    return list(specs) or default_feature_specs(spec.topology)
+
+
+def resolve_features(spec, specs=()) -> Feature:
+    """The CV inputs of ``spec``: the feature ``specs`` (:mod:`cvplug.selection`), or the system's default."""
+    specs = feature_specs(spec, specs)
+    return parse_features(specs, spec.topology, spec.positions) if specs else default_features(spec, None)
 
 
 def resolve_save_atoms(spec, selection: Optional[str] = None) -> Optional[np.ndarray]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -32,6 +32,7 @@ from .networks import Encoder, LatentPrior, mlp
 __all__ = ["Settings", "DynAEResult", "train", "MODELS"]
 
 MODELS = ("dynae", "autoencoder", "vae")
+AUTO_EPOCHS = 12  # the least number of epochs when ``epochs=None``: enough on 10⁵ pairs (three-well)
 
 
 @dataclass
@@ -41,7 +42,13 @@ class Settings:
     latent_dim : latent dimension d.        lag : frames between the two members of a pair.
     model : "dynae", "autoencoder" or "vae".
     beta : weight of the sliced-Wasserstein term (dynae) or of the KL term (vae).
-    epochs : passes over the pairs.         groups, batch : bins per step and pairs per bin.
+    epochs : passes over the pairs (the latent bins are rebuilt after each). None (default): as many as give
+        at least ``min_steps`` optimiser steps, and at least 12 — 12 epochs on 10⁵ pairs or more, more on
+        small data sets (≈ 100 epochs on the 4000 pairs of 1 ns of alanine dipeptide at 0.2 ps a frame).
+    min_steps : optimiser steps that ``epochs=None`` guarantees. One epoch is ⌈pairs / (groups · batch)⌉
+        steps, so a fixed epoch count trains a small data set for only a few dozen steps (alanine dipeptide,
+        1 ns: 48 steps, kNN R² of φ and ψ 0.5–0.9); 400 steps reach ≥ 0.92 on 0.5 and 1 ns, 200 do not.
+    groups, batch : bins per step and pairs per bin.
     d_min : regular-space distance in latent units (one latent unit = the noise of one lag).
     gamma : resampling exponent γ (bins ∝ N_k^(1/γ)).   n_directions : slices of the SW distance.
     learning_rate : Adam step size (representation and prior).
@@ -52,7 +59,8 @@ class Settings:
     lag: int = 1
     model: str = "dynae"
     beta: float = 1.0
-    epochs: int = 12
+    epochs: Optional[int] = None
+    min_steps: int = 400
     groups: int = 16
     batch: int = 64
     d_min: float = 1.0
@@ -67,7 +75,9 @@ class Settings:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
-        for name in ("epochs", "groups", "batch", "n_directions"):
+        for name in ("epochs", "min_steps", "groups", "batch", "n_directions"):
+            if getattr(self, name) is None and name == "epochs":
+                continue
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("beta", "d_min", "learning_rate"):
@@ -130,7 +140,8 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
     of these, or :class:`cvplug.plugins.dynae.Pairs`. ``features`` map positions to the encoder's input (toys
     default to their natural coordinates). ``checkpoint``: a file path; an interrupted run started again with
     the same path continues after its last finished epoch (given more ``epochs``, it trains on). Other keywords
-    are :class:`Settings` fields. The networks are tiny: ``torch.set_num_threads(1)`` is usually fastest.
+    are :class:`Settings` fields; ``result.settings.epochs`` is the number of epochs trained, also when
+    ``epochs=None`` chose it. The networks are tiny: ``torch.set_num_threads(1)`` is usually fastest.
     """
     unknown = set(settings) - set(Settings.__dataclass_fields__)
     if unknown:
@@ -140,6 +151,10 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
     first, second, sample, features = lagged_pairs(data, lag, features)
     normalization = Normalization.fit(torch.cat([first, second]))
     first, second = normalization(first).float(), normalization(second).float()
+    n_pairs = len(first)
+    steps = max(1, math.ceil(n_pairs / (config.groups * config.batch)))
+    if config.epochs is None:
+        config = replace(config, epochs=max(AUTO_EPOCHS, math.ceil(config.min_steps / steps)))
     seed_everything(seed)
     n_features = first.shape[1]
     encoder = Encoder(n_features, latent_dim, config.hidden, variational=config.model == "vae")
@@ -157,8 +172,6 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
         raise ValueError(f"checkpoint {checkpoint} was written with other settings; delete it to start over")
     history: list[dict] = state["history"] if state else []
     seconds, cpu_seconds = (state["seconds"], state["cpu_seconds"]) if state else (0.0, 0.0)
-    n_pairs = len(first)
-    steps = max(1, math.ceil(n_pairs / (config.groups * config.batch)))
     bar = progress(total=config.epochs * steps, initial=len(history) * steps, desc=f"{config.model} seed {seed}",
                    enabled=show_progress)
     for epoch in range(len(history), config.epochs):
@@ -193,7 +206,7 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
 
 def _resumable(settings: dict) -> dict:
     """Settings that must match to continue a checkpoint (more epochs may be asked for)."""
-    return {k: v for k, v in settings.items() if k != "epochs"}
+    return {k: v for k, v in settings.items() if k not in ("epochs", "min_steps")}
 
 
 def _sampler(encoder: Encoder, prior: Optional[LatentPrior], first: Tensor, epoch: int,
