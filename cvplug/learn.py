@@ -48,7 +48,8 @@ from .features import Dihedrals, Feature, default_features
 from .hills import HillsBias
 from .report import plot_round_fes, round_report
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
-from .simulate import load_trajectory, simulate
+from .simulate import simulate
+from .trajectory import load_trajectory
 
 __all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "round_frames", "feature_specs", "resolve_features",
            "resolve_save_atoms"]
@@ -126,7 +127,7 @@ def resolve_save_atoms(spec, selection: Optional[str] = None) -> Optional[np.nda
 
 def round_frames(round_dir, spec) -> tuple[np.ndarray, np.ndarray]:
     """One round's frames [frames, saved atoms, 3] (nm, float32; the atoms of
-    :func:`cvplug.simulate.saved_atoms`, all for toys) and their reweighting factors (sum 1)."""
+    :func:`cvplug.trajectory.saved_atoms`, all for toys) and their reweighting factors (sum 1)."""
     round_dir = Path(round_dir)
     if spec.toy is not None:
         trajectory = load_trajectory(round_dir / "trajectory.npz")

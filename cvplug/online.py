@@ -27,7 +27,8 @@ from . import methods
 from .bias import build_metadynamics
 from .data import TrainingData
 from .learn import resolve_features
-from .simulate import kinetic_temperature, load_trajectory, simulate, trajectory_positions
+from .simulate import kinetic_temperature, simulate
+from .trajectory import load_trajectory, trajectory_positions
 from .training import progress as progress_bar
 
 __all__ = ["learn_online"]

@@ -1,7 +1,7 @@
 """Run a system with OpenMM and write a trajectory: DCD + PDB for molecules, an .npz array file for toys.
 
 Toy trajectory format (``.npz``): ``x`` [frames, dim] natural coordinates (nm), ``time`` [frames] (ps),
-``system`` (name), ``temperature`` (K), ``dt`` (ps between frames). Read it with :func:`load_trajectory`.
+``system`` (name), ``temperature`` (K), ``dt`` (ps between frames). Read it with :func:`cvplug.trajectory.load_trajectory`.
 Molecular trajectories are ``<out>.dcd`` with their topology in ``<out>.pdb``; mdtraj reads them directly.
 An interrupted run — stopped, or killed at any moment — resumes from ``<out>.state.xml`` (written atomically every
 ``checkpoint_every`` frames, after the frames before it are on disk); frames written after the checkpoint are
@@ -22,14 +22,9 @@ import openmm.unit as unit
 from tqdm.auto import tqdm
 
 from cvplug.systems import SystemSpec
+from .trajectory import TrajectoryError
 
-__all__ = ["make_simulation", "simulate", "load_trajectory", "trajectory_positions", "saved_atoms",
-           "kinetic_temperature",
-           "TrajectoryError", "SimulationError", "ToyTrajectory"]
-
-
-class TrajectoryError(ValueError):
-    """A trajectory that cannot be read or does not match its topology/system."""
+__all__ = ["make_simulation", "simulate", "kinetic_temperature", "SimulationError"]
 
 
 class SimulationError(ValueError):
@@ -127,12 +122,6 @@ def _subset_topology(topology: app.Topology, atoms: np.ndarray) -> app.Topology:
     return subset
 
 
-def saved_atoms(path) -> Optional[np.ndarray]:
-    """Full-system indices of the atoms a trajectory written by :func:`simulate` holds; None: all atoms."""
-    atoms = Path(path).with_suffix(".atoms.npy")
-    return np.load(atoms) if atoms.exists() else None
-
-
 class _ArraySink:
     """Frames kept in memory and written to ``<out>.npz`` (atomically) at every checkpoint and at the end."""
 
@@ -223,46 +212,3 @@ def simulate(spec: SystemSpec, steps: int, out, report_every: int = 500, seed: i
             _save_checkpoint(simulation, checkpoint)
     return sink.path
 
-
-class ToyTrajectory:
-    """A toy-system trajectory: ``x`` [frames, dim] (nm), ``time`` [frames] (ps), ``system``, ``temperature``."""
-
-    def __init__(self, x: np.ndarray, time: np.ndarray, system: str, temperature: float):
-        self.x, self.time, self.system, self.temperature = x, time, system, temperature
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-def load_trajectory(path, top=None):
-    """Read a trajectory written by :func:`simulate`: an ``mdtraj.Trajectory`` or a :class:`ToyTrajectory`.
-
-    For DCD files the topology defaults to the PDB beside it; a mismatch raises :class:`TrajectoryError`.
-    """
-    import mdtraj
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no trajectory at {path}")
-    if path.suffix == ".npz":
-        try:
-            data = np.load(path)
-            return ToyTrajectory(data["x"], data["time"], str(data["system"]), float(data["temperature"]))
-        except (KeyError, ValueError, OSError) as error:
-            raise TrajectoryError(f"{path} is not a cvplug toy trajectory (.npz with x, time, system, "
-                                  f"temperature): {error}") from error
-    top = top or path.with_suffix(".pdb")
-    try:
-        return mdtraj.load(str(path), top=str(top) if isinstance(top, (str, Path)) else top)
-    except (ValueError, OSError, IOError) as error:
-        raise TrajectoryError(f"cannot read {path} with topology {top}: {error}") from error
-
-
-def trajectory_positions(trajectory, spec: SystemSpec) -> np.ndarray:
-    """Full-system positions [frames, n_atoms, 3] (nm, float64) of a loaded trajectory of ``spec``."""
-    if spec.toy is not None:
-        return np.stack([spec.toy.positions(x) for x in trajectory.x])
-    if trajectory.n_atoms != spec.n_atoms:
-        raise TrajectoryError(f"the trajectory holds {trajectory.n_atoms} of the {spec.n_atoms} atoms of "
-                              f"{spec.name}; read its frames with cvplug.simulate.saved_atoms")
-    return trajectory.xyz.astype(np.float64)

@@ -18,7 +18,8 @@ from cvplug import systems
 from cvplug.analysis import ala2_basins
 from cvplug.demo import DEFAULT, run_demo
 from cvplug.features import Dihedrals
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory
 
 PHI_POSITIVE = "phi>0 (alpha_L/C7ax)"
 

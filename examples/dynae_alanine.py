@@ -32,7 +32,8 @@ from cvplug.features import Cartesians
 from cvplug.metrics import circular_linear_correlation, knn_r2
 from cvplug.plugins import dynae
 from cvplug.plugins.dynae.plots import plot_force_field, plot_latent
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory
 
 SETTINGS = dict(epochs=150, groups=8, batch=64)  # ~4000 pairs: many short epochs
 

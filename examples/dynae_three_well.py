@@ -26,7 +26,8 @@ from cvplug.features import Cartesians
 from cvplug.metrics import isometry_mse
 from cvplug.plugins import dynae
 from cvplug.plugins.dynae.plots import plot_force_field, plot_latent
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory
 
 FRAME_EVERY = 10  # steps of 1 fs between frames: 0.01 ps
 

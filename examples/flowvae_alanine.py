@@ -36,7 +36,8 @@ from cvplug.features import Cartesians
 from cvplug.metrics import circular_linear_correlation
 from cvplug.plugins.flowvae import DECODERS, BATEnergy, ZMatrix, fit_vae, make_cv
 from cvplug.plugins.flowvae.report import evaluate, markdown_table
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory
 
 SYSTEM = "ala2-implicit"
 

@@ -38,7 +38,7 @@ from cvplug.features import Cartesians
 from cvplug.plugins.flowvae import DECODERS, build_vae, fit_vae, make_cv
 from cvplug.plugins.flowvae.report import evaluate, latent_map
 from cvplug.plugins.flowvae.toys import grid_sample
-from cvplug.simulate import load_trajectory
+from cvplug.trajectory import load_trajectory
 
 BOUNDS = ((-2.0, -1.0), (1.5, 2.5))  # nm; exp(−u) is negligible outside
 PERIODIC = [False, False]

@@ -29,7 +29,8 @@ from cvplug.analysis import ala2_basins
 from cvplug.features import dihedral_angles
 from cvplug.metrics import mutual_information_table
 from cvplug.plugins.nct import fit_nct
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory
 
 
 def backbone_dihedrals(spec, features_x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

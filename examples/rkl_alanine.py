@@ -32,7 +32,8 @@ from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_g
 from cvplug.plugins.rkl import AdaptiveTempering, fit_model
 from cvplug.plugins.rkl.gradnorm import KAPPA, parse_kappa
 from cvplug.plugins.rkl.objective import ENERGY_CAP
-from cvplug.simulate import load_trajectory, simulate, trajectory_positions
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory, trajectory_positions
 
 
 def backbone_angles(spec, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

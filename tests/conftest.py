@@ -8,7 +8,8 @@ from cvplug import systems
 @pytest.fixture(scope="session")
 def ala2_frames(tmp_path_factory):
     """A short OBC2 alanine-dipeptide trajectory (mdtraj) from cvplug.simulate, on the Reference platform."""
-    from cvplug.simulate import simulate, load_trajectory
+    from cvplug.simulate import simulate
+    from cvplug.trajectory import load_trajectory
 
     out = tmp_path_factory.mktemp("ala2") / "short"
     path = simulate(systems.load("ala2-implicit"), 2000, out, report_every=100, platform="Reference", progress=False)

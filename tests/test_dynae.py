@@ -12,7 +12,8 @@ from cvplug.methods import get
 from cvplug.plugins import dynae
 from cvplug.plugins.dynae import (BinSampler, Pairs, assign, bin_probabilities, regular_space,
                                   sliced_wasserstein)
-from cvplug.simulate import load_trajectory, simulate, trajectory_positions
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory, trajectory_positions
 
 
 @pytest.fixture(autouse=True)

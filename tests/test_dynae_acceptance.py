@@ -11,7 +11,8 @@ from cvplug import systems
 from cvplug.features import Cartesians
 from cvplug.metrics import isometry_mse
 from cvplug.plugins import dynae
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory
 
 
 @pytest.mark.slow

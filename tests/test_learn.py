@@ -84,7 +84,7 @@ def test_online_mode_changes_the_cv_and_stays_stable(tmp_path):
 
     from cvplug import systems
     from cvplug.online import learn_online
-    from cvplug.simulate import load_trajectory, trajectory_positions
+    from cvplug.trajectory import load_trajectory, trajectory_positions
 
     result = learn_online("ala2-vacuum", tmp_path, method="tica", steps=6000, warmup_steps=5000, update_every=2000,
                           buffer_frames=200, report_every=10, n_components=1, height=1.2, frequency=500,

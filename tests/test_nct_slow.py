@@ -9,7 +9,8 @@ import torch
 from cvplug import cli, load_cv, systems
 from cvplug.plugins.nct import fit_nct
 from cvplug.plugins.nct.analysis import chain_normal_modes, mode_cosines, unwrapped_angle_correlation
-from cvplug.simulate import load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import load_trajectory
 
 pytestmark = pytest.mark.slow
 SMALL_FLOW = dict(layers=4, hidden=64, lr=5e-3, batch=256)

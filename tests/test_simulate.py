@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from cvplug import systems
-from cvplug.simulate import TrajectoryError, load_trajectory, simulate
+from cvplug.simulate import simulate
+from cvplug.trajectory import TrajectoryError, load_trajectory
 
 
 def test_molecular_trajectory_is_read_by_mdtraj(tmp_path):

@@ -21,7 +21,7 @@ class Pairs(NamedTuple):
 
 def positions_of(trajectory) -> np.ndarray:
     """Positions [frames, n_atoms, 3] (nm) of an mdtraj Trajectory, a cvplug ToyTrajectory or an array."""
-    from cvplug.simulate import ToyTrajectory, trajectory_positions
+    from cvplug.trajectory import ToyTrajectory, trajectory_positions
 
     if isinstance(trajectory, ToyTrajectory):
         from cvplug import systems
@@ -38,7 +38,7 @@ def positions_of(trajectory) -> np.ndarray:
 
 def default_features(trajectory) -> Feature:
     """The natural coordinates of a toy trajectory; molecules need explicit features."""
-    from cvplug.simulate import ToyTrajectory
+    from cvplug.trajectory import ToyTrajectory
 
     if isinstance(trajectory, ToyTrajectory):
         from cvplug import systems
