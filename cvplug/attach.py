@@ -1,8 +1,9 @@
 """Attach a CV to an OpenMM System as openmm-torch TorchForces (one per component) inside a CustomCVForce."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -13,9 +14,18 @@ from ._openmmtorch import TorchForce
 
 from .cv import CollectiveVariable, LoadedCV
 
-__all__ = ["attach", "AttachedCV", "cv_forces", "check_compatible"]
+__all__ = ["attach", "AttachedCV", "cv_forces", "check_compatible", "check_energy", "expression_variables"]
 
 AnyCV = Union[CollectiveVariable, LoadedCV]
+
+# Functions of OpenMM's expression language (Lepton), which are not variables.
+LEPTON_FUNCTIONS = frozenset({
+    "sqrt", "exp", "log", "sin", "cos", "sec", "csc", "tan", "cot", "asin", "acos", "atan", "atan2", "sinh", "cosh",
+    "tanh", "erf", "erfc", "step", "delta", "square", "cube", "recip", "min", "max", "abs", "floor", "ceil",
+    "select",
+})
+# A number (1, 1.5, .5, 1e-3, 2.E+4) or an identifier; numbers first, so the "e" of 1e-3 is no identifier.
+_TOKEN = re.compile(r"(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)")
 
 
 class _Component(nn.Module):
@@ -48,6 +58,47 @@ def check_compatible(system: openmm.System, cv: AnyCV, topology=None) -> None:
             raise ValueError(f"the CV's atoms should be elements {elements} but the topology has {found}")
 
 
+def expression_variables(expression: str) -> set[str]:
+    """The variable names an OpenMM (Lepton) energy expression reads: identifiers that are neither functions
+    (a name followed by "(") nor defined in it (``"k*d^2; d=phi-phi0"`` reads k, phi and phi0)."""
+    used, defined = set(), set()
+    main, *definitions = expression.split(";")
+    for part in [main] + definitions:
+        body = part
+        if part is not main:
+            name, equals, body = part.partition("=")
+            if not equals or not name.strip().isidentifier():
+                raise ValueError(f"the energy expression {expression!r} has a part {part.strip()!r} after ';' "
+                                 "that is not a definition (name = expression)")
+            defined.add(name.strip())
+        for match in _TOKEN.finditer(body):
+            name = match.group("name")
+            if name is not None and not body[match.end():].lstrip().startswith("("):
+                used.add(name)
+    return used - defined
+
+
+def check_energy(energy: str, names: Iterable[str], parameters: Iterable[str] = ()) -> None:
+    """Raise ValueError if ``energy`` reads a variable that is neither a CV component (``names``) nor a global
+    parameter, or calls a function OpenMM does not have. (OpenMM itself would make such a bias silently 0.)"""
+    names, parameters = list(names), list(parameters)
+    unknown = sorted(expression_variables(energy) - set(names) - set(parameters))
+    if unknown:
+        raise ValueError(f"the energy expression {energy!r} uses {', '.join(unknown)}, which "
+                         f"{'is' if len(unknown) == 1 else 'are'} neither a component of this CV "
+                         f"({', '.join(names)}) nor a given parameter ({', '.join(parameters) or 'none'}); "
+                         "write the expression in the CV's component names and give every other name in "
+                         "parameters={name: value}")
+    functions = {m.group("name") for m in _TOKEN.finditer(energy)
+                 if m.group("name") and energy[m.end():].lstrip().startswith("(")}
+    if functions - LEPTON_FUNCTIONS:
+        raise ValueError(f"the energy expression {energy!r} calls {', '.join(sorted(functions - LEPTON_FUNCTIONS))}, "
+                         f"which OpenMM does not know; its functions are {', '.join(sorted(LEPTON_FUNCTIONS))}")
+    clashes = sorted(set(names) & set(parameters))
+    if clashes:
+        raise ValueError(f"parameters {', '.join(clashes)} have the names of CV components; rename them")
+
+
 def cv_forces(cv: AnyCV, example: Optional[Tensor] = None) -> list[TorchForce]:
     """One TorchForce per CV component (energy = the component's value), not yet added to any System."""
     compiled = cv.compiled(example)
@@ -76,14 +127,17 @@ def attach(system: openmm.System, cv: AnyCV, energy: str = "0", parameters: Opti
            topology=None, force_group: Optional[int] = None) -> AttachedCV:
     """Add ``cv`` to ``system`` as a CustomCVForce whose collective variables are the CV's components.
 
-    ``energy`` is the CustomCVForce expression in the component names (``cv.names``; e.g. ``"k*phi"``), with
-    global ``parameters`` (name → value, kJ/mol-compatible units). The default ``"0"`` only monitors the CV.
-    Raises ValueError when the CV was made for a different system.
+    ``energy`` is the CustomCVForce expression in the component names (``cv.names``, e.g. ``"k*phi"`` for a CV
+    whose components are phi and psi, ``"k*z0"`` for a DynAE CV), with global ``parameters`` (name → value,
+    kJ/mol-compatible units). The default ``"0"`` only monitors the CV. Raises ValueError when the CV was made
+    for a different system, or when the expression reads a name that is neither a component nor a parameter
+    (:func:`check_energy`).
     """
     check_compatible(system, cv, topology)
     names = list(cv.metadata["names"])
     if not all(name.isidentifier() for name in names):
         raise ValueError(f"component names must be identifiers for OpenMM expressions, got {names}")
+    check_energy(energy, names, parameters or {})
     force = openmm.CustomCVForce(energy)
     for name, value in (parameters or {}).items():
         force.addGlobalParameter(name, float(value))

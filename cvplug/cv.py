@@ -13,11 +13,20 @@ torch.Size([2])
 
 ``cv.export(path)`` writes a single TorchScript file whose metadata (atoms, features, periodicity, units,
 method, versions) travels inside it; :func:`load_cv` reads it back and gives bit-identical outputs.
+
+Integrity: torch does not check the CRCs of the zip it reads, so a CV file with one flipped bit in a weight would
+load and give other values. :meth:`CollectiveVariable.export` therefore stores a SHA-256 checksum in the metadata
+(``metadata["checksum"]``, see :func:`file_checksum` for exactly what it covers) and :func:`load_cv` recomputes it
+and raises :class:`CVFileError` on a mismatch.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
+import os
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -28,10 +37,15 @@ from .features import Feature
 
 ANGLE = (-math.pi, math.pi)  # the period of a dihedral component, radians
 
-__all__ = ["ANGLE", "CollectiveVariable", "Normalization", "LoadedCV", "CVFileError", "load_cv", "FORMAT_VERSION"]
+__all__ = ["ANGLE", "CollectiveVariable", "Normalization", "LoadedCV", "CVFileError", "load_cv", "file_checksum",
+           "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 _METADATA_KEY = "cvplug.json"
+CHECKSUM_ALGORITHM = "sha256"
+# zip entries the checksum leaves out: the extra files (the metadata is hashed in canonical form instead) and
+# torch's serialization id (derived from all records, extra files included)
+_UNHASHED = ("extra/", ".data/serialization_id")
 
 
 class CVFileError(ValueError):
@@ -186,11 +200,33 @@ class CollectiveVariable(_CVModule):
             return torch.jit.script(_CVModule(traced, self.dtype_probe.dtype))
 
     def export(self, path, example: Optional[Tensor] = None) -> Path:
-        """Write the CV with its metadata to one TorchScript file; returns the path."""
+        """Write the CV with its metadata to one TorchScript file; returns the path.
+
+        The metadata carries ``checksum``: the SHA-256 of the TorchScript payload and of the rest of the
+        metadata (:func:`file_checksum`), verified by :func:`load_cv`. The file appears complete or not at all
+        (written beside ``path`` and renamed).
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.jit.save(self.compiled(example), str(path),
-                       _extra_files={_METADATA_KEY: json.dumps(self.metadata)})
+        module = self.compiled(example)
+        payload = io.BytesIO()
+        torch.jit.save(module, payload)
+        metadata = json.loads(json.dumps(self.metadata))  # as load_cv will see it (tuples → lists, keys → str)
+        metadata["checksum"] = {"algorithm": CHECKSUM_ALGORITHM,
+                                "value": _checksum(_zip_entries(payload), metadata)}
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as handle:  # a file object: the archive's top folder is "archive"
+                torch.jit.save(module, handle, _extra_files={_METADATA_KEY: json.dumps(metadata)})
+                handle.flush()
+                os.fsync(handle.fileno())
+            if file_checksum(temporary) != metadata["checksum"]["value"]:  # TorchScript serialised differently
+                raise RuntimeError(f"writing {path}: the TorchScript payload changed between two saves; "
+                                   "cannot give the file a valid checksum")
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
         return path
 
 
@@ -218,7 +254,12 @@ class LoadedCV:
 
 
 def load_cv(path) -> LoadedCV:
-    """Read a CV written by :meth:`CollectiveVariable.export`; a damaged file raises :class:`CVFileError`."""
+    """Read a CV written by :meth:`CollectiveVariable.export`; a damaged file raises :class:`CVFileError`.
+
+    The checksum in the metadata (:func:`file_checksum`) is recomputed and compared: a file changed after it was
+    written (one flipped bit in a weight, in the code or in the metadata) raises :class:`CVFileError`. Files
+    written before checksums existed (no ``checksum`` in their metadata) still load, unchecked.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no CV file at {path}")
@@ -238,7 +279,65 @@ def load_cv(path) -> LoadedCV:
     if metadata.get("format") != FORMAT_VERSION:
         raise CVFileError(f"{path} has CV format {metadata.get('format')}; this cvplug reads format "
                           f"{FORMAT_VERSION}")
+    _verify_checksum(path, metadata)
     return LoadedCV(module, metadata, path)
+
+
+def file_checksum(path) -> str:
+    """The checksum of the CV file at ``path`` as :meth:`CollectiveVariable.export` defines it (hex SHA-256).
+
+    It covers every record of the TorchScript zip archive except its extra files and torch's
+    ``.data/serialization_id``: for each record, in order of its name without the archive's top folder, the
+    name (UTF-8), a NUL byte, its size (8 bytes, little-endian) and its bytes; then the name ``cvplug.json``,
+    a NUL byte and the metadata without its ``checksum`` entry as canonical JSON (``json.dumps(...,
+    sort_keys=True)``, UTF-8). So it is independent of the file's name and of the zip's layout, and any
+    change to the weights, the code or the metadata changes it. Raises :class:`CVFileError` if the file is
+    not a readable zip (this also checks the zip's CRCs, which torch does not).
+    """
+    path = Path(path)
+    try:
+        entries = _zip_entries(path)
+        metadata = json.loads(next(content for name, content in entries.items() if name == "extra/" + _METADATA_KEY))
+    except StopIteration:
+        raise CVFileError(f"{path} carries no cvplug metadata") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+        raise CVFileError(f"{path} is damaged: {error}") from error
+    return _checksum(entries, metadata)
+
+
+def _zip_entries(source) -> dict[str, bytes]:
+    """The records of a TorchScript zip by name without the archive's top folder (CRCs checked by zipfile)."""
+    with zipfile.ZipFile(source) as archive:
+        return {info.filename.split("/", 1)[-1]: archive.read(info) for info in archive.infolist()
+                if not info.is_dir()}
+
+
+def _checksum(entries: dict[str, bytes], metadata: dict) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(entries):
+        if name.startswith(_UNHASHED):
+            continue
+        content = entries[name]
+        digest.update(name.encode() + b"\0" + len(content).to_bytes(8, "little"))
+        digest.update(content)
+    canonical = json.dumps({k: v for k, v in metadata.items() if k != "checksum"}, sort_keys=True)
+    digest.update(_METADATA_KEY.encode() + b"\0" + canonical.encode())
+    return digest.hexdigest()
+
+
+def _verify_checksum(path: Path, metadata: dict) -> None:
+    """Raise CVFileError unless the file's checksum matches its metadata; files without one are not checked."""
+    stored = metadata.get("checksum")
+    if stored is None:
+        return
+    if not isinstance(stored, dict) or stored.get("algorithm") != CHECKSUM_ALGORITHM or "value" not in stored:
+        raise CVFileError(f"{path} has a checksum this cvplug cannot check ({stored!r}); the file is damaged or "
+                          f"was written by another program")
+    found = file_checksum(path)
+    if found != stored["value"]:
+        raise CVFileError(f"{path} is damaged: its contents do not match the checksum in its metadata "
+                          f"(SHA-256 {found[:12]}… instead of {str(stored['value'])[:12]}…); export the CV again "
+                          "or restore the file from a copy")
 
 
 def _version() -> str:

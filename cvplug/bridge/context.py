@@ -13,9 +13,21 @@ import numpy as np
 import openmm
 
 __all__ = ["Evaluator", "usable_cores", "current_core", "on_cores", "shared_core", "get_platform", "make_context",
-           "evaluate"]
+           "evaluate", "single_precision", "translation_invariant", "recentre"]
 
 GPU_PLATFORMS = ("CUDA", "OpenCL", "HIP", "Metal")
+
+# Forces whose energy depends only on positions relative to each other in a non-periodic system (distances,
+# angles, dihedrals, RMSD after superposition), or that carry no energy. Others (CustomExternalForce,
+# CustomCompoundBondForce and CustomGBForce, whose expressions may read x, y, z; TorchForce, PythonForce, …)
+# may depend on where the molecule is, so positions of systems holding them are never moved.
+TRANSLATION_INVARIANT_FORCES = frozenset({
+    "HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "RBTorsionForce", "CMAPTorsionForce",
+    "NonbondedForce", "GBSAOBCForce", "CustomBondForce", "CustomAngleForce", "CustomTorsionForce",
+    "CustomNonbondedForce", "CustomHbondForce", "CustomCentroidBondForce", "RMSDForce",
+    "CMMotionRemover", "AndersenThermostat", "MonteCarloBarostat", "MonteCarloAnisotropicBarostat",
+    "MonteCarloMembraneBarostat", "MonteCarloFlexibleBarostat",
+})
 
 
 class Evaluator(Protocol):
@@ -110,3 +122,31 @@ def evaluate(context: openmm.Context, forces_out: np.ndarray, parameter_derivati
     # Fills the array in place; getForces(asNumpy=True) would copy it and wrap it in units (≈ 10 µs a call).
     state._getVectorAsNumpy(openmm.State.Forces, forces_out)
     return state
+
+
+def single_precision(platform: str, properties: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether ``platform`` computes from single-precision (float32) positions: every platform but Reference,
+    unless its ``Precision`` property is ``"double"``. (Mixed precision also computes forces from float32 positions.)
+    """
+    if platform == "Reference":
+        return False
+    precision = {key.lower(): str(value).lower() for key, value in (properties or {}).items()}
+    return not any(key.endswith("precision") and value == "double" for key, value in precision.items())
+
+
+def translation_invariant(system: openmm.System) -> bool:
+    """Whether ``system``'s energy is unchanged by a rigid translation of all its particles: a non-periodic
+    system whose forces are all in :data:`TRANSLATION_INVARIANT_FORCES`."""
+    if system.usesPeriodicBoundaryConditions():
+        return False
+    return all(type(force).__name__ in TRANSLATION_INVARIANT_FORCES for force in system.getForces())
+
+
+def recentre(positions: np.ndarray) -> np.ndarray:
+    """Positions [B, n, 3] (float64) with each sample's centroid moved to the origin (a new array).
+
+    On a single-precision platform a molecule far from the origin loses its shape to rounding (at 1e6 nm float32
+    resolves 0.06 nm: alanine dipeptide's energy moves from −35.3 to −22.3 kT); a translation-invariant energy
+    and its forces do not change when the molecule is moved back first.
+    """
+    return positions - positions.mean(axis=1, keepdims=True)

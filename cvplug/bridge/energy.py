@@ -10,7 +10,7 @@ import torch
 
 from cvplug.systems.spec import MOLAR_GAS_CONSTANT
 
-from .context import GPU_PLATFORMS, Evaluator, get_platform, usable_cores
+from .context import GPU_PLATFORMS, Evaluator, get_platform, single_precision, translation_invariant, usable_cores
 from .function import ReducedEnergy
 from .policy import SamplePolicy, check_positions
 from .pool import WorkerPool
@@ -52,9 +52,12 @@ class OpenMMEnergy(torch.nn.Module):
     reverse Kullback-Leibler loss of a Boltzmann generator (Noé et al., Science 365, 2019).
 
     The bridge evaluates the given positions as they are: the system's constraints are not applied, and a
-    periodic system keeps the box of its spec. Bad samples follow :class:`~cvplug.bridge.policy.SamplePolicy`
-    (NaN positions raise; huge energies are lin-log capped; NaN/inf results are masked and reported in
-    :attr:`last_masked`).
+    periodic system keeps the box of its spec. One exception: on a single-precision platform (CPU, or a GPU
+    without ``Precision=double``) each sample of a non-periodic, translation-invariant system is moved to put
+    its centroid at the origin first (:func:`~cvplug.bridge.context.recentre`; same energy and forces, without
+    the float32 rounding of far-away coordinates); :attr:`recentre` says whether it does. Bad samples follow
+    :class:`~cvplug.bridge.policy.SamplePolicy` (an empty batch and NaN positions raise; huge energies are
+    lin-log capped; NaN/inf results are masked and reported in :attr:`last_masked`).
 
     Parameters
     ----------
@@ -103,6 +106,7 @@ class OpenMMEnergy(torch.nn.Module):
         self.platform = platform
         self.policy = policy
         self.temperature = system.temperature
+        self.recentre = single_precision(platform, properties) and translation_invariant(system.system)
         self.last_masked = torch.zeros(0, dtype=torch.bool)
         if replicated:
             make = partial(ReplicatedContext, system.system, system.positions, copies, platform, self.threads,
@@ -139,7 +143,7 @@ class OpenMMEnergy(torch.nn.Module):
         if self.evaluator is None:
             raise RuntimeError("this OpenMMEnergy was closed; create a new one")
         check_positions(positions, self.n_atoms)
-        u, self.last_masked = ReducedEnergy.apply(positions, self.evaluator, self.kT, self.policy)
+        u, self.last_masked = ReducedEnergy.apply(positions, self.evaluator, self.kT, self.policy, self.recentre)
         return u
 
     def close(self) -> None:

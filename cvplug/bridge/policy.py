@@ -1,6 +1,6 @@
 """What the bridge does with bad inputs and bad samples: the documented policy.
 
-1. Positions that contain NaN or inf raise a ``ValueError`` before anything reaches OpenMM.
+1. Positions that contain NaN or inf, and an empty batch, raise a ``ValueError`` before anything reaches OpenMM.
 2. A reduced energy above ``cap`` (in kT) is replaced by a lin-log cap, ``u' = cap + log(1 + u - cap)``, whose
    gradient is the true gradient times ``1 / (1 + u - cap)``: continuous in value and slope at ``u = cap``, so one
    sample with an exploding energy cannot dominate a batch's loss or gradient (Noé et al., Science 365, 2019,
@@ -26,11 +26,15 @@ _NONFINITE_CHOICES = ("mask", "raise")
 
 
 def check_positions(positions: torch.Tensor, n_atoms: int) -> None:
-    """Raise a ``ValueError`` unless ``positions`` is a finite float tensor of shape [batch, n_atoms, 3] (nm)."""
+    """Raise a ``ValueError`` unless ``positions`` is a finite float tensor of shape [batch, n_atoms, 3] (nm) with
+    batch ≥ 1."""
     if not torch.is_floating_point(positions):
         raise ValueError(f"positions must be a floating-point tensor (nm), got dtype {positions.dtype}")
     if positions.dim() != 3 or positions.shape[1:] != (n_atoms, 3):
         raise ValueError(f"positions must have shape [batch, {n_atoms}, 3] (nm), got {tuple(positions.shape)}")
+    if positions.shape[0] == 0:
+        raise ValueError(f"the batch is empty (positions of shape {tuple(positions.shape)}); give at least one "
+                         "sample")
     finite = torch.isfinite(positions.detach()).flatten(1).all(dim=1)
     if not bool(finite.all()):
         bad = torch.nonzero(~finite).flatten().tolist()
