@@ -6,12 +6,14 @@ PRL 100, 020603, 2008); the free energy is F(s) = −γ/(γ − 1) · V(s). The 
 ``Metadynamics``; the bias is the exact sum of its hills, or, after :meth:`HillsBias.use_grid`, that sum
 tabulated on a grid (:mod:`cvplug.hills_grid`) so that a per-step call costs the same at 10 or 10 000 hills.
 
-Restarts and multiple walkers: walker ``k`` writes its hills to ``<folder>/hills.<k>.npy`` (atomically) and
-reads the other walkers' files on :meth:`sync`; a new run on the same folder reloads its own file.
+Restarts and multiple walkers: walker ``k`` writes its hills to ``<folder>/hills.<k>.npy`` (atomically, through
+:func:`cvplug.runs.write_atomic`) and reads the other walkers' files (any other ``hills.*.npy``, e.g. the
+inherited hills of :mod:`cvplug.learn`) on :meth:`sync`; a new run on the same folder reloads its own file.
+A ``readonly`` bias (reweighting, analysis) reads the files and never writes.
 """
 from __future__ import annotations
 
-import os
+import math
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from cvplug.systems.spec import MOLAR_GAS_CONSTANT
 from .hills_grid import HillsGrid
+from .runs import nonnegative_int, positive_number, write_atomic
 
 __all__ = ["HillsBias"]
 
@@ -35,20 +38,26 @@ class HillsBias:
     height : initial hill height h0, kJ/mol.
     folder : where hills files live (restart, multiple walkers); None keeps hills in memory only.
     walker : this walker's index.
+    readonly : read the hills files, never write them (analysis of a run that may still be going).
     """
 
     def __init__(self, widths: Sequence[float], periods: Sequence[Optional[tuple[float, float]]],
-                 temperature: float, bias_factor: float, height: float, folder=None, walker: int = 0):
-        if bias_factor <= 1:
-            raise ValueError(f"bias_factor must be > 1 for well-tempered metadynamics, got {bias_factor}")
+                 temperature: float, bias_factor: float, height: float, folder=None, walker: int = 0,
+                 readonly: bool = False):
+        if not (isinstance(bias_factor, (int, float, np.number)) and math.isfinite(bias_factor)) or bias_factor <= 1:
+            raise ValueError(f"bias_factor must be a finite number > 1 for well-tempered metadynamics, got "
+                             f"{bias_factor}")
+        positive_number("height (kJ/mol)", height)
+        positive_number("temperature (K)", temperature)
         self.widths = np.asarray(widths, dtype=float)
-        if len(periods) != len(self.widths) or (self.widths <= 0).any():
+        if len(periods) != len(self.widths) or not (np.isfinite(self.widths) & (self.widths > 0)).all():
             raise ValueError("give one positive width and one period (or None) per CV component")
         self.period = np.array([p[1] - p[0] if p is not None else 0.0 for p in periods])
         self.bias_factor, self.height = float(bias_factor), float(height)
         self.delta_kT = MOLAR_GAS_CONSTANT * temperature * (bias_factor - 1)  # k_B ΔT, kJ/mol
         self.folder = Path(folder) if folder is not None else None
-        self.walker = int(walker)
+        self.walker = nonnegative_int("walker", walker)
+        self.readonly = readonly
         d = len(self.widths)
         self.centers, self.heights = np.zeros((0, d)), np.zeros(0)
         self._others_centers, self._others_heights = np.zeros((0, d)), np.zeros(0)
@@ -56,18 +65,21 @@ class HillsBias:
         self._grid: Optional[HillsGrid] = None
         self._value_and_gradient = np.vstack([np.zeros((1, d), bool), np.eye(d, dtype=bool)])  # subsets ∅, {k}
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not readonly:
+                self.folder.mkdir(parents=True, exist_ok=True)
             own = self._file(self.walker)
             if own.exists():
                 self.centers, self.heights = self._read(own)
-            self.sync()
+            self._read_others()
 
     def _file(self, walker: int) -> Path:
         return self.folder / f"hills.{walker}.npy"
 
-    @staticmethod
-    def _read(path: Path):
-        table = np.load(path)
+    def _read(self, path: Path):
+        try:
+            table = np.load(path).reshape(-1, len(self.widths) + 1)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"the hills file {path} is damaged or of another CV ({error})") from None
         return table[:, :-1], table[:, -1]
 
     def _all_hills(self) -> tuple[np.ndarray, np.ndarray]:
@@ -159,18 +171,19 @@ class HillsBias:
 
     def save(self) -> None:
         """Write this walker's hills (centres, heights) atomically."""
-        if self.folder is None:
+        if self.folder is None or self.readonly:
             return
-        path = self._file(self.walker)
-        temporary = path.with_name(f".tmp.{path.name}")
-        np.save(temporary, np.column_stack([self.centers, self.heights]))
-        os.replace(temporary, path)
+        table = np.column_stack([self.centers, self.heights])
+        write_atomic(self._file(self.walker), lambda handle: np.save(handle, table))
 
     def sync(self) -> None:
         """Save this walker's hills and load every other walker's."""
         if self.folder is None:
             return
         self.save()
+        self._read_others()
+
+    def _read_others(self) -> None:
         others = [self._read(p) for p in sorted(self.folder.glob("hills.*.npy")) if p != self._file(self.walker)]
         if others:
             centers, heights = np.concatenate([c for c, _ in others]), np.concatenate([h for _, h in others])

@@ -5,7 +5,6 @@ nothing lost" hold for every method in the same way.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any, Optional
@@ -13,6 +12,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from .runs import write_atomic
 
 __all__ = ["seed_everything", "Checkpoint", "progress"]
 
@@ -26,7 +27,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 class Checkpoint:
-    """A resumable training state in one file, written atomically (temp file, then rename).
+    """A resumable training state in one file, written atomically (:func:`cvplug.runs.write_atomic`).
 
     >>> ckpt = Checkpoint("run/model.ckpt")           # doctest: +SKIP
     >>> state = ckpt.load()                           # None on a fresh start
@@ -45,9 +46,7 @@ class Checkpoint:
         payload = {name: (item.state_dict() if hasattr(item, "state_dict") else item) for name, item in items.items()}
         payload["_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(self.path.suffix + ".tmp")
-        torch.save(payload, temporary)
-        os.replace(temporary, self.path)
+        write_atomic(self.path, lambda handle: torch.save(payload, handle))
 
     def load(self) -> Optional[dict]:
         """The saved dict (state_dicts not yet applied), or None if there is no checkpoint."""
