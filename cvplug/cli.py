@@ -4,7 +4,14 @@
 user's files, see :func:`cvplug.systems.from_files`) and read a run file with ``--config run.toml``: one key per
 long option (``steps = 50000``, ``forcefield = ["amber14-all.xml"]``, ``[option]`` for method options); the
 command line overrides the file. Each run writes its fully resolved settings to ``run.toml`` in its output
-folder, so ``--config <out>/run.toml`` repeats it.
+folder (``run.<k>.toml`` for walker k > 0, ``<out>.run.toml`` beside a ``simulate`` trajectory), so
+``--config <out>/run.toml`` repeats it. The run file is written once the run owns its output: a run refused
+because another one is writing there, or holds other settings, changes nothing (``--overwrite`` starts over,
+moving the old output aside).
+
+Errors are one line on stderr and exit status 2: bad arguments, a refused run, a file that cannot be read or
+written (missing, read-only, a full disk, an output that is a file). Ctrl-C stops a run with exit status 130;
+the same command resumes it.
 """
 from __future__ import annotations
 
@@ -97,12 +104,15 @@ def _write_run_file(args, path: Path) -> None:
     """The resolved settings of this command as a run file that ``--config`` reads back."""
     import tomli_w
 
-    settings = {k: v for k, v in vars(args).items() if k not in ("run", "command", "config") and v is not None}
+    from .runs import write_atomic
+
+    settings = {k: v for k, v in vars(args).items()
+                if k not in ("run", "command", "config", "overwrite") and v is not None}
     settings = {k: ([list(x) for x in v] if k == "range" else dict(v) if k == "option" else v)
                 for k, v in settings.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# cvplug {args.command}: repeat with `cvplug {args.command} --config {path}`\n"
-                    + tomli_w.dumps(settings))
+    write_atomic(path, f"# cvplug {args.command}: repeat with `cvplug {args.command} --config {path}`\n"
+                 + tomli_w.dumps(settings))
 
 
 def _simulate(args) -> None:
@@ -112,9 +122,9 @@ def _simulate(args) -> None:
     save_atoms = _save_atoms(args, spec)
     out = Path(args.out)
     _minimize(args, spec)
-    _write_run_file(args, out.with_suffix(".run.toml"))
     path = simulate(spec, args.steps, out, args.report_every, args.seed, args.platform, args.dynamics,
-                    save_atoms=save_atoms)
+                    save_atoms=save_atoms, overwrite=args.overwrite,
+                    on_start=lambda: _write_run_file(args, out.with_suffix(".run.toml")))
     print(f"trajectory written to {path}")
 
 
@@ -127,12 +137,15 @@ def _bias(args) -> None:
     spec = _spec(args)
     check_compatible(spec.system, cv, spec.topology)
     save_atoms = _save_atoms(args, spec)
+    from .runs import walker_name
+
     _minimize(args, spec)
-    _write_run_file(args, Path(args.out) / RUN_FILE)
+    run_file = Path(args.out) / walker_name(RUN_FILE, args.walker)
     result = run_metadynamics(spec, cv, args.steps, args.out, bias_factor=args.bias_factor, height=args.height,
                               frequency=args.frequency, ranges=args.range, widths=args.width,
                               report_every=args.report_every, engine=args.engine, stride=args.stride,
-                              walker=args.walker, seed=args.seed, platform=args.platform, save_atoms=save_atoms)
+                              walker=args.walker, seed=args.seed, platform=args.platform, save_atoms=save_atoms,
+                              overwrite=args.overwrite, on_start=lambda: _write_run_file(args, run_file))
     print(f"bias, colvar.dat, fes.npz, fes.png and the trajectory are in {result.out_dir}")
 
 
@@ -148,11 +161,10 @@ def _learn(args) -> None:
                              method_options=dict(args.option or {}))
     settings.check()
     spec = _spec(args)
-    run = prepare(spec, args.out, settings)
+    run = prepare(spec, args.out, settings, overwrite=args.overwrite)
     args.features = feature_specs(spec, settings.features) or None  # the run file records what was used
     _minimize(args, spec)
-    _write_run_file(args, Path(args.out) / RUN_FILE)
-    for summary in run.run():
+    for summary in run.run(on_start=lambda: _write_run_file(args, Path(args.out) / RUN_FILE)):
         print(_round_line(summary))
     print(f"CV files, trajectories, FES and summaries are in {args.out}/round_*/")
 
@@ -234,6 +246,9 @@ def _run_options(p, steps: int, report_every: int) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     p.add_argument("--platform", default="CPU", help="OpenMM platform: Reference, CPU, CUDA, OpenCL "
                                                      "(default %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over: move an earlier run in --out aside to <out>.old-<time> instead of resuming "
+                        "it (or refusing it, when its settings differ)")
 
 
 def _bias_options(p, defaults) -> None:
@@ -400,7 +415,8 @@ def main(argv=None) -> int:
         print(f"cvplug {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ncvplug {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        again = "the same command without --overwrite" if getattr(args, "overwrite", False) else "the same command"
+        print(f"\ncvplug {args.command}: interrupted; run {again} again to resume", file=sys.stderr)
         return 130
     return 0
 

@@ -21,18 +21,21 @@ Each round writes ``round_<k>/``: the trajectory (the atoms of ``save_atoms`` on
 ``cv.pt`` (the CV learned after it), ``fes_cv.npz``/``fes_cv.png`` (free energy along the learned CV, kT) and
 ``summary.json`` (:mod:`cvplug.report`). ``progress.json`` lists finished rounds: an interrupted run resumes at
 the round it was in (the MD itself resumes from its checkpoint).
+
+The run owns its folder (:mod:`cvplug.runs`): ``run.lock`` is locked while it runs and ``identity.json`` records
+the system and the settings (all but ``rounds`` and ``platform``: asking for more rounds continues a run); a rerun
+with other settings is refused unless ``overwrite=True`` moves the old folder aside. Each round's MD owns its
+round folder the same way. Small state files are written atomically.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import openmm
@@ -47,6 +50,7 @@ from .data import TrainingData, full_positions
 from .features import Dihedrals, Feature, default_features
 from .hills import HillsBias
 from .report import plot_round_fes, round_report
+from .runs import claim, move_folder_aside, read_json, system_identity, write_atomic, write_json
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
 from .simulate import simulate
 from .trajectory import load_trajectory
@@ -143,17 +147,12 @@ def round_frames(round_dir, spec) -> tuple[np.ndarray, np.ndarray]:
     return frames, weights
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".tmp.{path.name}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 class _Run:
     """The state of one learn run: the system, its features, the saved atoms and the frames read so far."""
 
-    def __init__(self, spec, out_dir: Path, settings: LearnSettings, progress: bool):
+    def __init__(self, spec, out_dir: Path, settings: LearnSettings, progress: bool, overwrite: bool = False):
         self.spec, self.out_dir, self.settings, self.progress = spec, out_dir, settings, progress
+        self.overwrite = overwrite
         self.features = resolve_features(spec, settings.features)
         self.atoms = resolve_save_atoms(spec, settings.save_atoms)
         self.frames: list[np.ndarray] = []
@@ -196,7 +195,7 @@ class _Run:
         centers = []
         for j in range(1, k):
             folder = self.round_dir(j)
-            frequency = json.loads((folder / "metadynamics.json").read_text())["frequency"]
+            frequency = read_json(folder / "metadynamics.json")["frequency"]
             n_hills = len(np.load(folder / "hills" / "hills.0.npy"))
             frames = (np.arange(1, n_hills + 1) * frequency) // self.settings.report_every - 1
             frames = frames[frames < len(self.frames[j])]
@@ -210,7 +209,8 @@ class _Run:
             bias.redeposit(np.concatenate(centers))
             folder = self.round_dir(k) / "hills"
             folder.mkdir(parents=True, exist_ok=True)
-            np.save(folder / "hills.inherited.npy", np.column_stack([bias.centers, bias.heights]))
+            table = np.column_stack([bias.centers, bias.heights])
+            write_atomic(folder / "hills.inherited.npy", lambda handle: np.save(handle, table))
 
     def sample(self, k: int, cv) -> float:
         """Run round k's MD (unbiased for k = 0, else biased along ``cv``); returns its wall time (s)."""
@@ -257,38 +257,56 @@ class LearnRun(_Run):
     """A checked learn run: :func:`prepare` builds it (every argument validated, nothing written, no MD run),
     :meth:`run` runs or resumes it."""
 
-    def run(self) -> list[dict]:
-        """Run the rounds not finished yet; returns one summary dict per round (:mod:`cvplug.report`)."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.out_dir / "settings.json", json.dumps(asdict(self.settings), indent=2))
+    def identity(self) -> dict:
+        """What defines this run: the system and every setting but ``rounds`` and ``platform`` (the features as
+        used: the system's default when none are given)."""
+        settings = {k: v for k, v in asdict(self.settings).items() if k not in ("rounds", "platform")}
+        settings["features"] = feature_specs(self.spec, self.settings.features)
+        return {"kind": "learn", "system": system_identity(self.spec), "settings": settings}
+
+    def run(self, on_start: Optional[Callable[[], None]] = None) -> list[dict]:
+        """Run the rounds not finished yet; returns one summary dict per round (:mod:`cvplug.report`).
+        ``on_start()`` is called once the run owns its folder, before it writes there."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ValueError(f"the output {self.out_dir} is a file; give a folder")
         state_file = self.out_dir / "progress.json"
-        summaries = json.loads(state_file.read_text()) if state_file.exists() else []
-        for k in range(len(summaries)):
-            self.read_round(k)
-        cv = load_cv(self.round_dir(len(summaries) - 1) / "cv.pt") if summaries else None
-        for k in range(len(summaries), self.settings.rounds):
-            md_seconds = self.sample(k, cv)
-            self.read_round(k)
-            start = time.perf_counter()
-            method = self.method(k, self.round_dir(k) / "train").fit(self.data())
-            cv = method.cv
-            cv.calibrate(self.data().sample_positions())
-            cv.export(self.round_dir(k) / "cv.pt")
-            summary = self.summarise(k, cv, md_seconds, time.perf_counter() - start)
-            _write_atomic(self.round_dir(k) / "summary.json", json.dumps(summary, indent=2))
-            summaries.append(summary)
-            _write_atomic(state_file, json.dumps(summaries, indent=2))
+        with claim(self.out_dir / "run.lock", self.out_dir / "identity.json", self.identity(),
+                   found=[state_file, self.round_dir(0)], overwrite=self.overwrite, what=str(self.out_dir),
+                   start_over=lambda lock: move_folder_aside(self.out_dir, lock)):
+            if on_start is not None:
+                on_start()
+            write_json(self.out_dir / "settings.json", asdict(self.settings))
+            summaries = read_json(state_file, default=[])
+            for k in range(len(summaries)):
+                self.read_round(k)
+            cv = load_cv(self.round_dir(len(summaries) - 1) / "cv.pt") if summaries else None
+            for k in range(len(summaries), self.settings.rounds):
+                md_seconds = self.sample(k, cv)
+                self.read_round(k)
+                start = time.perf_counter()
+                method = self.method(k, self.round_dir(k) / "train").fit(self.data())
+                cv = method.cv
+                cv.calibrate(self.data().sample_positions())
+                cv.export(self.round_dir(k) / "cv.pt")
+                summary = self.summarise(k, cv, md_seconds, time.perf_counter() - start)
+                write_json(self.round_dir(k) / "summary.json", summary)
+                summaries.append(summary)
+                write_json(state_file, summaries)
         return summaries
 
 
-def prepare(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True) -> LearnRun:
+def prepare(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True,
+            overwrite: bool = False) -> LearnRun:
     """Check a learn run on ``system`` (a SystemSpec or anything :func:`cvplug.systems.resolve` accepts):
-    settings, features, saved atoms and method options; raises ValueError before anything is written."""
+    settings, features, saved atoms and method options; raises ValueError before anything is written.
+    ``overwrite``: start over, moving a run with other settings (or this one) aside to ``<out_dir>.old-<time>``."""
     settings = settings or LearnSettings()
     settings.check()
-    return LearnRun(systems.resolve(system), Path(out_dir), settings, progress)
+    return LearnRun(systems.resolve(system), Path(out_dir), settings, progress, overwrite)
 
 
-def learn(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True) -> list[dict]:
-    """Run (or resume) the learn loop on ``system``; returns one summary dict per round (:mod:`cvplug.report`)."""
-    return prepare(system, out_dir, settings, progress).run()
+def learn(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True,
+          overwrite: bool = False) -> list[dict]:
+    """Run (or resume) the learn loop on ``system``; returns one summary dict per round (:mod:`cvplug.report`).
+    A run with other settings in ``out_dir`` is refused unless ``overwrite`` (moved aside, not deleted)."""
+    return prepare(system, out_dir, settings, progress, overwrite).run()

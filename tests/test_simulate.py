@@ -91,12 +91,14 @@ def test_bad_arguments_are_refused(tmp_path):
 
 
 def test_blow_up_gives_a_clear_error_and_keeps_the_checkpoint(tmp_path):
-    from cvplug.simulate import SimulationError
+    import openmm
+
+    from cvplug.simulate import SimulationError, make_simulation
 
     simulate(systems.load("ala2-vacuum"), 100, tmp_path / "a", report_every=50, progress=False)
     good = (tmp_path / "a.state.xml").read_text()
-    spec = systems.load("ala2-vacuum")
-    spec.timestep = 0.1  # ps: 50 times too long, the molecule explodes
+    spec = systems.load("ala2-vacuum")  # the same run (a changed spec.timestep would be another run, refused) …
+    exploding = make_simulation(spec, integrator=openmm.LangevinMiddleIntegrator(300, 1, 0.1))  # … 0.1 ps steps
     with pytest.raises(SimulationError, match="blew up"):
-        simulate(spec, 5000, tmp_path / "a", report_every=50, progress=False)
+        simulate(spec, 5000, tmp_path / "a", report_every=50, progress=False, simulation=exploding)
     assert (tmp_path / "a.state.xml").read_text() == good
