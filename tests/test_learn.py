@@ -134,7 +134,7 @@ def test_killed_mid_round_resumes_without_gap_or_duplicate(tmp_path):
     import time
 
     command = [sys.executable, "-m", "cvplug.cli", "learn", "three-well", "--method", "tica", "--rounds", "3",
-               "--steps", "40000", "--report-every", "10", "--latent-dim", "1", "--platform", "Reference",
+               "--steps", "40000", "--report-every", "10", "--n-components", "1", "--platform", "Reference",
                "--out", str(tmp_path)]
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -167,4 +167,4 @@ def test_killed_mid_round_resumes_without_gap_or_duplicate(tmp_path):
         colvar = np.loadtxt(folder / "colvar.dat")
         np.testing.assert_allclose(colvar[:, 0], 0.01 * np.arange(1, 4001), atol=1e-6)  # ps: 10 steps of 1 fs
         assert np.load(folder / "trajectory.npz")["x"].shape == (4000, 2)
-        assert np.load(folder / "hills" / "hills.0.npy").shape == (200, 2)  # a hill every 200 steps
+        assert np.load(folder / "hills" / "hills.0.npy").shape == (400, 2)  # a hill every 100 steps (the default)
