@@ -110,3 +110,29 @@ def test_every_method_learns_through_the_cli_and_its_cv_biases(tmp_path, method,
     assert main(["bias", *system, "--cv", str(cv), "--steps", "500", "--report-every", "50", "--frequency", "100",
                  "--out", str(tmp_path / "bias")]) == 0
     assert np.loadtxt(tmp_path / "bias" / "colvar.dat").shape[0] == 10
+
+
+@pytest.mark.slow
+def test_trpzip2_in_water_learns_end_to_end_and_stores_the_peptide_only(tmp_path, capsys):
+    """trpzip2 (11,034 atoms, old-format prmtop): 3 short DynAE rounds on the backbone torsions write a CV, the
+    FES along it and a summary per round; trajectories hold the 218 peptide atoms (2.7 KB a frame, not 132 KB)."""
+    import json
+    from importlib import resources
+
+    import mdtraj
+
+    folder = resources.files("cvplug.systems") / "data" / "trpzip2-explicit"
+    out = tmp_path / "trpzip2"
+    assert main(["learn", "--system", str(folder / "trpzip2.prmtop"), "--positions", str(folder / "trpzip2.crd"),
+                 "--no-minimize", "--features", "backbone-torsions", "--method", "dynae", "--option", "epochs=2",
+                 "--rounds", "3", "--steps", "200", "--report-every", "10", "--frequency", "50",
+                 "--out", str(out)]) == 0
+    assert "round 2:" in capsys.readouterr().out
+    for k in range(3):
+        round_dir = out / f"round_{k}"
+        assert load_cv(round_dir / "cv.pt").metadata["n_atoms"] == 11034
+        summary = json.loads((round_dir / "summary.json").read_text())
+        assert summary["frames"] == 20 and len(summary["phi_positive_fraction"]) == 11
+        assert (round_dir / "fes_cv.png").exists()
+        frames = mdtraj.load(str(round_dir / "trajectory.dcd"), top=str(round_dir / "trajectory.pdb"))
+        assert frames.n_atoms == 218 and frames.n_frames == 20
