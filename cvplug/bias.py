@@ -17,8 +17,8 @@ MTSLangevinIntegrator (inner steps: the system's timestep, all other forces), li
 
 Outputs in ``out_dir`` (walker 0; see below for the others): ``colvar.dat`` (time in ps, CV values, bias in
 kJ/mol), the trajectory (``trajectory.dcd`` + ``trajectory.pdb``, or ``trajectory.npz`` for toys), ``fes.npz``
-(grid axes, free energy in kJ/mol with minimum 0), ``fes.png``, the bias (``hills/hills.<walker>.npy``, or for
-``"openmm"`` OpenMM's ``bias/bias_<walker>_<n>.npy`` grid plus ``bias/hills.<walker>.npy``, the hills behind it),
+(grid axes, free energy in kJ/mol with minimum 0), ``fes.png`` (in kT), the bias (``hills/hills.<walker>.npy``,
+or for ``"openmm"`` OpenMM's ``bias/bias_<walker>_<n>.npy`` grid plus ``bias/hills.<walker>.npy``, the hills behind it),
 the settings ``metadynamics.json``, the checkpoint ``trajectory.state.xml``, the identity ``identity.json`` and
 the lock ``run.lock`` (:mod:`cvplug.runs`).
 
@@ -534,7 +534,7 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, *, bias_factor: float
         write_atomic(file("fes.npz"), lambda handle: np.savez(
             handle, free_energy=free_energy, names=np.array(names), **{f"axis{k}": a for k, a in enumerate(driver.axes)}))
         from .plots import plot_fes
-        plot_fes(driver.axes, free_energy, names, file("fes.png"))
+        plot_fes(driver.axes, free_energy / spec.kT, names, file("fes.png"), units="kT", vmax=25.0)
         colvar = np.loadtxt(file("colvar.dat"), ndmin=2)
     return MetadynamicsResult(out_dir, driver.axes, free_energy, colvar, path)
 
