@@ -19,3 +19,20 @@ def ala2_frames(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """``cli_error(argv, *words)``: run the cvplug command, expect exit 2 and one error line (no traceback)
+    holding every word; returns the line."""
+    from cvplug.cli import main
+
+    def run(argv, *words) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        for word in words:
+            assert word in err, err
+        return err
+
+    return run

@@ -15,14 +15,6 @@ EXPLICIT_CRD = data_file("alanine-dipeptide-explicit", "crd")
 TINY = ["--rounds", "1", "--steps", "200", "--report-every", "20", "--platform", "Reference"]
 
 
-def _fails(capsys, argv, *words) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for word in words:
-        assert word in err, err
-    return err
-
 
 @pytest.mark.parametrize("argv, words", [
     (["--system", "molecule.xyz"], ["'.xyz'"]),
@@ -34,12 +26,12 @@ def _fails(capsys, argv, *words) -> str:
     (["--system", PRMTOP, "--positions", CRD, "--option", "no_such_option=3"], ["no_such_option", "dynae"]),
     (["--system", PRMTOP, "--positions", CRD, "--method", "rkl", "--features", "torsions:4,6,8"], ["4,6,8"]),
 ])
-def test_bad_input_is_one_line_exit_2_before_any_md(tmp_path, capsys, argv, words):
+def test_bad_input_is_one_line_exit_2_before_any_md(tmp_path, capsys, argv, words, cli_error):
     out = tmp_path / "run"
     if argv[1] == "molecule.xyz":
         (tmp_path / "molecule.xyz").write_text("1\n\nC 0 0 0\n")
         argv = ["--system", str(tmp_path / "molecule.xyz")]
-    _fails(capsys, ["learn", *argv, *TINY, "--out", str(out)], *words)
+    cli_error(["learn", *argv, *TINY, "--out", str(out)], *words)
     assert not (out / "round_0").exists() and not (out / "run.toml").exists()
 
 
@@ -70,7 +62,7 @@ def test_learn_from_a_pdb_and_force_field_then_bias_with_its_cv(tmp_path, capsys
     assert "round 1:" in capsys.readouterr().out
 
 
-def test_config_file_with_command_line_override(tmp_path, capsys):
+def test_config_file_with_command_line_override(tmp_path, capsys, cli_error):
     config = tmp_path / "run.toml"
     config.write_text(f'system = "three-well"\nmethod = "tica"\nrounds = 1\nsteps = 300\nreport_every = 10\n'
                       f'n_components = 1\nplatform = "Reference"\nout = "{tmp_path / "a"}"\n')
@@ -79,9 +71,9 @@ def test_config_file_with_command_line_override(tmp_path, capsys):
     assert len(np.load(tmp_path / "a" / "round_0" / "trajectory.npz")["x"]) == 20
     capsys.readouterr()
     config.write_text('stepz = 3\n')
-    _fails(capsys, ["learn", "--config", str(config), "--out", str(tmp_path / "b")], "stepz")
+    cli_error(["learn", "--config", str(config), "--out", str(tmp_path / "b")], "stepz")
     config.write_text('steps = 0\n')
-    _fails(capsys, ["learn", "--config", str(config), "--system", "three-well", "--out", str(tmp_path / "b")],
+    cli_error(["learn", "--config", str(config), "--system", "three-well", "--out", str(tmp_path / "b")],
            "steps")
 
 

@@ -535,18 +535,8 @@ def _bias_argv(tmp_path, out) -> list:
             "--out", str(out)]
 
 
-def _one_line_exit_2(capsys, argv, *words) -> str:
-    from cvplug.cli import main
 
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for word in words:
-        assert word in err, err
-    return err
-
-
-def test_cli_refused_rerun_changes_nothing_and_overwrite_starts_over(tmp_path, capsys):
+def test_cli_refused_rerun_changes_nothing_and_overwrite_starts_over(tmp_path, capsys, cli_error):
     from cvplug.cli import main
 
     out = tmp_path / "out"
@@ -555,9 +545,9 @@ def test_cli_refused_rerun_changes_nothing_and_overwrite_starts_over(tmp_path, c
     before = _snapshot(out)
     other = _bias_argv(tmp_path, out)
     other[other.index("--frequency") + 1] = "40"
-    _one_line_exit_2(capsys, other, str(out), "frequency 20 → 40", "--overwrite")
+    cli_error(other, str(out), "frequency 20 → 40", "--overwrite")
     assert _snapshot(out) == before  # run.toml included
-    _one_line_exit_2(capsys, _bias_argv(tmp_path, out) + ["--walker", "-1"], "walker")
+    cli_error(_bias_argv(tmp_path, out) + ["--walker", "-1"], "walker")
     with pytest.warns(UserWarning, match="moved to"):
         assert main(other + ["--overwrite"]) == 0
     assert "frequency = 40" in (out / "run.toml").read_text()
@@ -565,17 +555,17 @@ def test_cli_refused_rerun_changes_nothing_and_overwrite_starts_over(tmp_path, c
     check_bias(out, 200, frequency=40)
 
 
-def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys, cli_error):
     (tmp_path / "afile").write_text("not a folder")
-    _one_line_exit_2(capsys, _bias_argv(tmp_path, tmp_path / "afile"), "is a file")
-    _one_line_exit_2(capsys, ["learn", "three-well", "--method", "tica", "--rounds", "1", "--steps", "100",
+    cli_error(_bias_argv(tmp_path, tmp_path / "afile"), "is a file")
+    cli_error(["learn", "three-well", "--method", "tica", "--rounds", "1", "--steps", "100",
                               "--report-every", "10", "--out", str(tmp_path / "afile")], "is a file")
-    _one_line_exit_2(capsys, ["simulate", "three-well", "--steps", "100", "--report-every", "10",
+    cli_error(["simulate", "three-well", "--steps", "100", "--report-every", "10",
                               "--out", str(tmp_path / "afile" / "md")], "afile")
     assert (tmp_path / "afile").read_text() == "not a folder"
 
 
-def test_read_only_output_is_one_line(tmp_path, capsys):
+def test_read_only_output_is_one_line(tmp_path, capsys, cli_error):
     if os.geteuid() == 0:  # root writes anywhere but where the kernel refuses everyone
         out = Path("/sys/cvplug-read-only-test")
     else:
@@ -584,13 +574,13 @@ def test_read_only_output_is_one_line(tmp_path, capsys):
         folder.chmod(0o555)
         out = folder / "out"
     try:
-        _one_line_exit_2(capsys, _bias_argv(tmp_path, out), str(out.parent))
+        cli_error(_bias_argv(tmp_path, out), str(out.parent))
     finally:
         if os.geteuid() != 0:
             (tmp_path / "ro").chmod(0o755)
 
 
-def test_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, capsys, monkeypatch):
+def test_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, capsys, monkeypatch, cli_error):
     from cvplug.cli import main
 
     out = tmp_path / "out"
@@ -604,7 +594,7 @@ def test_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, capsys, monkeyp
     monkeypatch.setattr("cvplug.runs.os.fsync", full)
     argv = _bias_argv(tmp_path, out)
     argv[argv.index("--steps") + 1] = "400"
-    _one_line_exit_2(capsys, argv, "No space left on device")
+    cli_error(argv, "No space left on device")
     monkeypatch.undo()
     assert _snapshot(out) == before  # no half-written file, no stray temporary
     assert main(argv) == 0  # space again: the run resumes
