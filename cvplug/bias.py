@@ -55,6 +55,7 @@ import openmm.unit as unit
 
 from cvplug import systems
 from cvplug.systems import SystemSpec
+from .constants import openmm_seed
 from .attach import AnyCV, check_compatible, cv_forces
 from .evaluate import cv_evaluator
 from .hills import HillsBias
@@ -379,7 +380,7 @@ def _integrator(spec: SystemSpec, seed: int, stride: int, bias_group: int, dynam
     groups = {spec.system.getForce(i).getForceGroup() for i in range(spec.system.getNumForces())} - {bias_group}
     integrator = openmm.MTSLangevinIntegrator(spec.temperature, spec.friction, stride * spec.timestep,
                                               [(g, stride) for g in sorted(groups)] + [(bias_group, 1)])
-    integrator.setRandomNumberSeed(int(seed) % (2**31 - 2) + 1)
+    integrator.setRandomNumberSeed(openmm_seed(seed))
     return integrator
 
 

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from cvplug.systems.spec import MOLAR_GAS_CONSTANT
+from .constants import MOLAR_GAS_CONSTANT
 from .hills_grid import HillsGrid
 from .runs import nonnegative_int, positive_number, write_atomic
 

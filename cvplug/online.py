@@ -29,7 +29,7 @@ from .data import TrainingData
 from .learn import resolve_features
 from .simulate import kinetic_temperature, simulate
 from .trajectory import load_trajectory, trajectory_positions
-from .training import progress as progress_bar
+from .training import progress_bar
 
 __all__ = ["learn_online"]
 
@@ -72,7 +72,7 @@ def learn_online(system, out_dir, method: str = "dynae", steps: int = 100_000, w
                              platform=platform, dynamics=dynamics, reprojectable=True)
     dt = spec.timestep
     colvar, thermo, updates = [], [], []
-    for step in progress_bar(range(report_every, steps + 1, report_every), desc="online", enabled=progress):
+    for step in progress_bar(range(report_every, steps + 1, report_every), desc="online", progress=progress):
         run.step(report_every)
         positions = run.engine.positions(run.simulation)
         buffer.append(positions)

@@ -32,6 +32,7 @@ import openmm.unit as unit
 from tqdm.auto import tqdm
 
 from cvplug.systems import SystemSpec
+from .constants import get_platform, openmm_seed
 from .runs import (atoms_identity, claim, move_files_aside, positive_int, positive_number,
                    system_identity, write_atomic)
 from .trajectory import TrajectoryError
@@ -47,18 +48,14 @@ def make_simulation(spec: SystemSpec, platform: str = "CPU", seed: int = 0, dyna
                     threads: Optional[int] = None, integrator: Optional[openmm.Integrator] = None) -> app.Simulation:
     """An OpenMM Simulation of ``spec`` at its initial positions with seeded velocities and integrator
     (``spec.integrator(seed, dynamics)`` unless ``integrator`` is given)."""
-    try:
-        chosen = openmm.Platform.getPlatformByName(platform)
-    except openmm.OpenMMException:
-        available = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-        raise ValueError(f"OpenMM platform {platform!r} is not available here; choose one of {available}") from None
+    chosen = get_platform(platform)
     properties = {"Threads": str(threads)} if threads and platform == "CPU" else {}
     integrator = integrator or spec.integrator(seed, dynamics)
     simulation = app.Simulation(spec.topology, spec.system, integrator, chosen, properties)
     if spec.box_vectors is not None:
         simulation.context.setPeriodicBoxVectors(*spec.box_vectors)
     simulation.context.setPositions(spec.positions)
-    simulation.context.setVelocitiesToTemperature(spec.temperature * unit.kelvin, int(seed) % (2**31 - 2) + 1)
+    simulation.context.setVelocitiesToTemperature(spec.temperature * unit.kelvin, openmm_seed(seed))
     return simulation
 
 

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .runs import write_atomic
 
-__all__ = ["seed_everything", "Checkpoint", "progress"]
+__all__ = ["seed_everything", "Checkpoint", "progress_bar"]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -73,6 +73,6 @@ class Checkpoint:
         return {k: v for k, v in payload.items() if k not in targets}
 
 
-def progress(iterable=None, total: Optional[int] = None, desc: str = "", enabled: bool = True, **kwargs):
-    """A tqdm progress bar that can be switched off (tests, quiet runs)."""
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, dynamic_ncols=True, **kwargs)
+def progress_bar(iterable=None, total: Optional[int] = None, desc: str = "", progress: bool = True, **kwargs):
+    """A tqdm progress bar, shown when ``progress`` is true (``progress`` means this everywhere in cvplug)."""
+    return tqdm(iterable, total=total, desc=desc, disable=not progress, dynamic_ncols=True, **kwargs)

@@ -20,7 +20,7 @@ import openmm.unit as unit
 from cvplug import systems
 from cvplug.analysis import project_fes
 from cvplug.simulate import make_simulation
-from cvplug.training import progress
+from cvplug.training import progress_bar
 
 OUT = Path(__file__).resolve().parents[1] / "systems" / "data" / "ala2-implicit-fes-reference.npz"
 
@@ -44,7 +44,7 @@ def main() -> None:
     steps = int(args.ns * 1000 / spec.timestep)
     chunk = 10_000
     halfway = None
-    for done in progress(range(0, steps, chunk), desc="reference metadynamics"):
+    for done in progress_bar(range(0, steps, chunk), desc="reference metadynamics"):
         meta.step(simulation, chunk)
         if halfway is None and done + chunk >= steps // 2:
             halfway = meta.getFreeEnergy().value_in_unit(unit.kilojoule_per_mole).T.copy()

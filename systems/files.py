@@ -35,6 +35,8 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from cvplug.constants import get_platform
+
 from .spec import SystemSpec
 
 __all__ = ["SystemInputError", "from_files", "from_openmm", "resolve", "minimize_energy"]
@@ -440,7 +442,7 @@ def minimize_energy(spec: SystemSpec) -> None:
     bitwise, at several times the cost for a solvated protein.
     """
     context = openmm.Context(spec.system, openmm.VerletIntegrator(spec.timestep),
-                             openmm.Platform.getPlatformByName("CPU"))
+                             get_platform("CPU"))
     if spec.box_vectors is not None:
         context.setPeriodicBoxVectors(*_vectors(spec.box_vectors))
     context.setPositions(spec.positions)

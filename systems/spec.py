@@ -9,10 +9,11 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from cvplug.constants import MOLAR_GAS_CONSTANT, get_platform, openmm_seed
+
 if TYPE_CHECKING:  # pragma: no cover
     from .toy import ToyPotential
 
-MOLAR_GAS_CONSTANT = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
 
 
 @dataclass
@@ -69,7 +70,7 @@ class SystemSpec:
     def energy(self, positions=None, platform: str = "Reference") -> float:
         """Potential energy in kJ/mol of ``positions`` (nm, default: the initial ones), by OpenMM."""
         context = openmm.Context(self.system, openmm.VerletIntegrator(0.001),
-                                 openmm.Platform.getPlatformByName(platform))
+                                 get_platform(platform))
         if self.box_vectors is not None:
             context.setPeriodicBoxVectors(*self.box_vectors)
         context.setPositions(self.positions if positions is None else np.asarray(positions))
@@ -86,5 +87,5 @@ class SystemSpec:
             integrator = openmm.BrownianIntegrator(self.temperature, self.friction, dt)
         else:
             raise ValueError(f"dynamics must be 'langevin' or 'brownian', not {kind!r}")
-        integrator.setRandomNumberSeed(int(seed) % (2**31 - 2) + 1)  # OpenMM treats 0 as "random"
+        integrator.setRandomNumberSeed(openmm_seed(seed))
         return integrator

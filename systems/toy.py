@@ -18,7 +18,9 @@ import openmm
 import openmm.app as app
 import torch
 
-from .spec import MOLAR_GAS_CONSTANT, SystemSpec
+from cvplug.constants import MOLAR_GAS_CONSTANT
+
+from .spec import SystemSpec
 
 __all__ = ["ToyPotential", "TOY_POTENTIALS", "make_spec", "harmonic_chain"]
 

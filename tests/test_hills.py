@@ -8,7 +8,7 @@ from cvplug import CollectiveVariable, systems
 from cvplug.features import Cartesians
 from cvplug.bias import _HillsEngine
 from cvplug.hills import HillsBias
-from cvplug.systems.spec import MOLAR_GAS_CONSTANT
+from cvplug.constants import MOLAR_GAS_CONSTANT
 
 PI = np.pi
 

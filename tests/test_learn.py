@@ -5,7 +5,7 @@ import pytest
 
 from cvplug import load_cv
 from cvplug.learn import LearnSettings, learn
-from cvplug.systems.spec import MOLAR_GAS_CONSTANT
+from cvplug.constants import MOLAR_GAS_CONSTANT
 
 SETTINGS = dict(method="tica", steps_per_round=1500, report_every=10, n_components=1, height=0.5, frequency=100,
                 platform="Reference")

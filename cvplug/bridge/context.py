@@ -12,7 +12,9 @@ from typing import AbstractSet, Iterator, Mapping, Optional, Protocol
 import numpy as np
 import openmm
 
-__all__ = ["Evaluator", "usable_cores", "current_core", "on_cores", "shared_core", "get_platform", "make_context",
+from ..constants import get_platform
+
+__all__ = ["Evaluator", "usable_cores", "current_core", "on_cores", "shared_core", "make_context",
            "evaluate", "single_precision", "translation_invariant", "recentre"]
 
 GPU_PLATFORMS = ("CUDA", "OpenCL", "HIP", "Metal")
@@ -83,14 +85,6 @@ def shared_core(platform: str, threads: Optional[int]) -> Optional[frozenset[int
     core = current_core()
     return None if core is None else frozenset({core})
 
-
-def get_platform(name: str) -> openmm.Platform:
-    """The OpenMM platform called ``name``; ValueError listing the available ones if there is none."""
-    try:
-        return openmm.Platform.getPlatformByName(name)
-    except openmm.OpenMMException:
-        names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-        raise ValueError(f"OpenMM platform {name!r} is not available here; choose one of {names}") from None
 
 
 def make_context(system: openmm.System, platform: str = "CPU", threads: Optional[int] = None,

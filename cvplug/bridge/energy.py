@@ -8,9 +8,10 @@ import openmm
 import openmm.unit as unit
 import torch
 
-from cvplug.systems.spec import MOLAR_GAS_CONSTANT
+from ..constants import MOLAR_GAS_CONSTANT
 
-from .context import GPU_PLATFORMS, Evaluator, get_platform, single_precision, translation_invariant, usable_cores
+from ..constants import get_platform
+from .context import GPU_PLATFORMS, Evaluator, single_precision, translation_invariant, usable_cores
 from .function import ReducedEnergy
 from .policy import SamplePolicy, check_positions
 from .pool import WorkerPool

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from cvplug.cv import CollectiveVariable, Normalization
 from cvplug.features import Feature
-from cvplug.training import Checkpoint, progress, seed_everything
+from cvplug.training import Checkpoint, progress_bar, seed_everything
 
 from .binning import BinSampler, assign, regular_space
 from .data import lagged_pairs
@@ -174,8 +174,8 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
         raise ValueError(f"checkpoint {checkpoint} was written with other settings; delete it to start over")
     history: list[dict] = state["history"] if state else []
     seconds, cpu_seconds = (state["seconds"], state["cpu_seconds"]) if state else (0.0, 0.0)
-    bar = progress(total=config.epochs * steps, initial=len(history) * steps, desc=f"{config.model} seed {seed}",
-                   enabled=show_progress)
+    bar = progress_bar(total=config.epochs * steps, initial=len(history) * steps, desc=f"{config.model} seed {seed}",
+                   progress=show_progress)
     for epoch in range(len(history), config.epochs):
         started, cpu_started = time.perf_counter(), time.process_time()
         sampler = _sampler(encoder, prior, first, epoch, config)

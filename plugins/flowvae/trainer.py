@@ -9,7 +9,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from cvplug.training import Checkpoint, progress, seed_everything
+from cvplug.training import Checkpoint, progress_bar, seed_everything
 
 from .model import FlowVAE
 
@@ -75,8 +75,8 @@ def train(vae: FlowVAE, x_train: Tensor, schedule: BetaSchedule, epochs: int, *,
         start, history, best = 0, [], None
     else:
         start, history, best = state["epoch"], state["history"], state.get("best")
-    bar = progress(range(start, epochs), total=epochs, initial=start, desc=f"flowvae {vae.decoder.name}",
-                   enabled=show_progress)
+    bar = progress_bar(range(start, epochs), total=epochs, initial=start, desc=f"flowvae {vae.decoder.name}",
+                   progress=show_progress)
     for epoch in bar:
         beta = schedule(epoch)
         vae.train()

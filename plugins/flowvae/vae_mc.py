@@ -16,7 +16,7 @@ from torch import Tensor
 
 from cvplug.bridge import OpenMMEnergy, SamplePolicy
 from cvplug.metrics.vae import vae_mc_proposal
-from cvplug.training import progress
+from cvplug.training import progress_bar
 
 from .internal import ZMatrix
 from .model import FlowVAE
@@ -87,7 +87,7 @@ class VAEMonteCarlo:
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         states, accepted = [], 0
-        for _ in progress(range(steps), desc="VAE-MC", enabled=show_progress):
+        for _ in progress_bar(range(steps), desc="VAE-MC", progress=show_progress):
             accepted += int(self.step().sum())
             states.append(self.x.clone())
         return torch.stack(states), accepted / (steps * len(self.x))

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from cvplug.training import Checkpoint, progress, seed_everything
+from cvplug.training import Checkpoint, progress_bar, seed_everything
 
 from .model import NCTModel
 
@@ -72,7 +72,7 @@ def _optimise(model: NCTModel, loss_fn: Callable[[], Tensor], steps: int, lr: fl
         state = store.restore(model=model, optimizer=optimizer, scheduler=scheduler)
         start, history = state["step"], list(state["history"])
     model.train()
-    bar = progress(range(start, steps), total=steps, initial=start, desc=desc, enabled=show_progress)
+    bar = progress_bar(range(start, steps), total=steps, initial=start, desc=desc, progress=show_progress)
     for step in bar:
         optimizer.zero_grad()
         loss = loss_fn()

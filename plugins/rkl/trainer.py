@@ -11,7 +11,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor
 
-from cvplug.training import Checkpoint, progress, seed_everything
+from cvplug.training import Checkpoint, progress_bar, seed_everything
 
 from .gradnorm import KAPPA
 from .model import CoarseGrainedModel
@@ -98,7 +98,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
             store.save(model=model, optimizer=optimizer, beta=beta, stage_step=stage_step, result=result,
                        finished=finished)
 
-    bar = progress(desc="rkl", enabled=show_progress, unit="step")
+    bar = progress_bar(desc="rkl", progress=show_progress, unit="step")
     while True:
         stage_steps = final_steps if schedule.done(beta) or beta in schedule.milestones else steps_per_stage
         while stage_step < stage_steps:
