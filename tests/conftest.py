@@ -17,6 +17,33 @@ def ala2_frames(tmp_path_factory):
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (reproducible numbers, fair with ``-n`` workers); restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def mlp_cv():
+    """``mlp_cv(dtype=torch.float64, seed=0)``: a 2-component MLP CV on the heavy-atom distances of alanine
+    dipeptide (22 atoms), normalised on random positions; small enough for every CV test."""
+    from cvplug import CollectiveVariable, Normalization
+    from cvplug.features import PairwiseDistances
+
+    def make(dtype=torch.float64, seed: int = 0) -> CollectiveVariable:
+        torch.manual_seed(seed)
+        features = PairwiseDistances(atoms=[1, 4, 5, 6, 8, 10, 14, 15, 16, 18])
+        encoder = torch.nn.Sequential(torch.nn.Linear(45, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).to(dtype)
+        data = features(torch.randn(50, 22, 3))
+        return CollectiveVariable(features, encoder, n_atoms=22, normalization=Normalization.fit(data),
+                                  method="test").to(dtype)
+
+    return make
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

@@ -6,7 +6,6 @@ import torch
 
 import cvplug
 from cvplug import systems
-from test_cv import mlp_cv
 
 K = 7.5  # kJ/mol per CV unit
 
@@ -21,7 +20,7 @@ def cv_forces_from_openmm(spec, cv, positions, energy):
 
 
 @pytest.mark.parametrize("component", [0, 1])
-def test_torchforce_forces_equal_autograd(ala2_frames, component, tmp_path):
+def test_torchforce_forces_equal_autograd(ala2_frames, component, tmp_path, mlp_cv):
     spec = systems.load("ala2-implicit")
     cv = mlp_cv(torch.float64)
     loaded = cvplug.load_cv(cv.export(tmp_path / "mlp.pt"))
@@ -51,7 +50,7 @@ def test_dihedral_cv_forces_equal_autograd(ala2_frames):
     assert set(np.flatnonzero(np.abs(forces).sum(1) > 0)) == {4, 6, 8, 14, 16}
 
 
-def test_attach_to_wrong_atom_count_raises():
+def test_attach_to_wrong_atom_count_raises(mlp_cv):
     spec = systems.load("ala2-explicit")
     with pytest.raises(ValueError, match="22 atoms.*2269 particles"):
         cvplug.attach(spec.system, mlp_cv())

@@ -9,20 +9,11 @@ from cvplug import CVFileError, CollectiveVariable, Normalization, load_cv
 from cvplug.cv import ANGLE
 from cvplug.features import Cartesians, Dihedrals, PairwiseDistances
 
-HEAVY = [1, 4, 5, 6, 8, 10, 14, 15, 16, 18]
 
-
-def mlp_cv(dtype=torch.float64, seed=0):
-    torch.manual_seed(seed)
-    features = PairwiseDistances(atoms=HEAVY)
-    encoder = torch.nn.Sequential(torch.nn.Linear(45, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)).to(dtype)
-    data = features(torch.randn(50, 22, 3))
-    cv = CollectiveVariable(features, encoder, n_atoms=22, normalization=Normalization.fit(data), method="test")
-    return cv.to(dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_export_round_trip_is_bit_identical(tmp_path, dtype):
+def test_export_round_trip_is_bit_identical(tmp_path, dtype, mlp_cv):
     cv = mlp_cv(dtype)
     loaded = load_cv(cv.export(tmp_path / "cv.pt"))
     x = torch.randn(7, 22, 3, dtype=torch.float64)
@@ -43,7 +34,7 @@ def test_metadata_travels_inside_the_file(tmp_path):
     assert loaded.method == "analytic" and loaded.cvplug_version == cvplug.__version__
 
 
-def test_calibrate_suggests_bias_ranges(tmp_path):
+def test_calibrate_suggests_bias_ranges(tmp_path, mlp_cv):
     cv = mlp_cv()
     values = cv(torch.randn(100, 22, 3, dtype=torch.float64))
     suggestion = cv.calibrate(torch.randn(100, 22, 3, dtype=torch.float64))
@@ -83,7 +74,7 @@ def test_features_beyond_the_system_are_refused():
         CollectiveVariable(Dihedrals([(4, 6, 8, 14)]), torch.nn.Identity(), n_atoms=10)
 
 
-def test_corrupt_files_raise_clear_errors(tmp_path):
+def test_corrupt_files_raise_clear_errors(tmp_path, mlp_cv):
     good = mlp_cv().export(tmp_path / "good.pt")
     data = good.read_bytes()
     truncated = tmp_path / "truncated.pt"
@@ -102,7 +93,7 @@ def test_corrupt_files_raise_clear_errors(tmp_path):
         load_cv(tmp_path / "missing.pt")
 
 
-def test_future_format_is_refused(tmp_path):
+def test_future_format_is_refused(tmp_path, mlp_cv):
     path = mlp_cv().export(tmp_path / "cv.pt")
     with zipfile.ZipFile(path) as archive:
         name = next(n for n in archive.namelist() if n.endswith("extra/cvplug.json"))
