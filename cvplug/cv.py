@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import zipfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .features import Feature
+from .runs import write_atomic
 
 ANGLE = (-math.pi, math.pi)  # the period of a dihedral component, radians
 
@@ -214,19 +214,17 @@ class CollectiveVariable(_CVModule):
         metadata = json.loads(json.dumps(self.metadata))  # as load_cv will see it (tuples → lists, keys → str)
         metadata["checksum"] = {"algorithm": CHECKSUM_ALGORITHM,
                                 "value": _checksum(_zip_entries(payload), metadata)}
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(temporary, "wb") as handle:  # a file object: the archive's top folder is "archive"
-                torch.jit.save(module, handle, _extra_files={_METADATA_KEY: json.dumps(metadata)})
-                handle.flush()
-                os.fsync(handle.fileno())
-            if file_checksum(temporary) != metadata["checksum"]["value"]:  # TorchScript serialised differently
+        expected = metadata["checksum"]["value"]
+
+        def check(temporary: Path) -> None:
+            if file_checksum(temporary) != expected:  # TorchScript serialised differently the second time
                 raise RuntimeError(f"writing {path}: the TorchScript payload changed between two saves; "
                                    "cannot give the file a valid checksum")
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+
+        # a file object, so that the archive's top folder is "archive"
+        write_atomic(path, lambda handle: torch.jit.save(module, handle,
+                                                         _extra_files={_METADATA_KEY: json.dumps(metadata)}),
+                     verify=check)
         return path
 
 
