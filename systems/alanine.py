@@ -53,16 +53,20 @@ def _make(name: str, folder: str, description: str, temperature: float, **create
 
 
 def vacuum(temperature: float = 300.0) -> SystemSpec:
+    """Alanine dipeptide (AMBER ff96) in vacuum at ``temperature`` (K), registered as ``ala2-vacuum``."""
     return _make("ala2-vacuum", "alanine-dipeptide", "alanine dipeptide in vacuum, no cutoff, H-bonds constrained",
                  temperature, nonbondedMethod=app.NoCutoff, implicitSolvent=None)
 
 
 def implicit(temperature: float = 300.0) -> SystemSpec:
+    """Alanine dipeptide in OBC2 implicit solvent at ``temperature`` (K), registered as ``ala2-implicit``."""
     return _make("ala2-implicit", "alanine-dipeptide", "alanine dipeptide in OBC2 implicit solvent, no cutoff",
                  temperature, nonbondedMethod=app.NoCutoff, implicitSolvent=app.OBC2)
 
 
 def explicit(temperature: float = 300.0) -> SystemSpec:
+    """Alanine dipeptide in TIP3P water (PME, 1 nm cutoff) at ``temperature`` (K), registered as
+    ``ala2-explicit``."""
     return _make("ala2-explicit", "alanine-dipeptide-explicit",
                  "alanine dipeptide in TIP3P water, PME with 1 nm cutoff, rigid water", temperature,
                  nonbondedMethod=app.PME, nonbondedCutoff=1.0 * unit.nanometer, rigidWater=True)
