@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cvplug-installed
 
-.PHONY: install demo test test-fast bench
+.PHONY: install demo test test-fast bench docs
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,3 +24,6 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bias_overhead.py
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -f docs/mkdocs.yml   # into build/site/ (git ignores build/)

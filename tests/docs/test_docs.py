@@ -1,0 +1,93 @@
+"""The documentation: the MkDocs site builds without a warning, docstring examples run, public names are documented.
+
+The site build is what `make docs` does, into a temporary folder; it takes seconds (no MD, no training).
+"""
+import doctest
+import importlib
+import inspect
+import io
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("cvplug", "cvplug.plugins", "cvplug.systems")
+
+
+def test_site_builds_without_warnings(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "docs" / "mkdocs.yml"),
+         "-d", str(tmp_path / "site")],
+        capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    problems = [line for line in log.splitlines() if line.startswith(("WARNING", "ERROR"))]
+    assert result.returncode == 0 and not problems, "mkdocs build --strict failed:\n" + ("\n".join(problems) or log)
+    site = tmp_path / "site"
+    for page in ("index.html", "cli/index.html", "methods/plugin/index.html", "api/cvplug.methods/index.html"):
+        assert (site / page).is_file(), page
+    cli = (site / "cli" / "index.html").read_text()
+    assert all(f'id="{command}"' in cli for command in ("simulate", "bias", "learn", "demo", "info", "methods"))
+
+
+def _modules(package: str) -> tuple[list, list[str]]:
+    """The modules of ``package`` (not those of the other roots in PACKAGES) and the import errors met."""
+    errors: list[str] = []
+    root = importlib.import_module(package)
+    modules = [root]
+    others = tuple(p + "." for p in PACKAGES if p != package and p.startswith(package + "."))
+    for info in pkgutil.walk_packages(root.__path__, package + ".", onerror=lambda name: errors.append(name)):
+        if info.name.startswith(others):
+            continue
+        try:
+            modules.append(importlib.import_module(info.name))
+        except Exception as error:  # report every module that does not import, not just the first
+            errors.append(f"{info.name}: {type(error).__name__}: {error}")
+    return modules, errors
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_docstring_examples_run(package):
+    modules, errors = _modules(package)
+    failures = [f"cannot import {error}" for error in errors]
+    finder = doctest.DocTestFinder()
+    for module in modules:
+        for test in finder.find(module, module.__name__):
+            if not test.examples:
+                continue
+            report = io.StringIO()
+            result = doctest.DocTestRunner().run(test, out=report.write, clear_globs=True)
+            if result.failed:
+                failures.append(f"{module.__name__}: {test.name}: {result.failed} of {result.attempted} examples "
+                                f"failed\n{report.getvalue()}")
+    assert not failures, "\n".join(failures)
+
+
+def _public(module) -> list[tuple[str, object]]:
+    """Public functions and classes of a module: its ``__all__``, else the names it defines without a leading _."""
+    if hasattr(module, "__all__"):
+        names = list(module.__all__)
+    else:
+        names = [n for n, obj in vars(module).items()
+                 if not n.startswith("_") and getattr(obj, "__module__", None) == module.__name__]
+    return [(n, getattr(module, n)) for n in names
+            if inspect.isfunction(getattr(module, n, None)) or inspect.isclass(getattr(module, n, None))]
+
+
+def _documented(obj) -> bool:
+    doc = obj.__doc__
+    if not doc or not doc.strip():
+        return False
+    # dataclasses and named tuples get a generated "Name(field, ...)" docstring: that is no documentation
+    return not (inspect.isclass(obj) and doc.startswith(f"{obj.__name__}("))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_public_names_have_docstrings(package):
+    modules, errors = _modules(package)
+    missing = [f"{module.__name__}.{name}" for module in modules for name, obj in _public(module)
+               if not _documented(obj)]
+    assert not errors and not missing, (f"{len(missing)} public functions/classes without a docstring:\n"
+                                        + "\n".join(missing) + "".join(f"\ncannot import {e}" for e in errors))
