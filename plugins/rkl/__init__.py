@@ -4,9 +4,8 @@ Schöberl, Zabaras & Koutsourelakis, "Embedded-physics machine learning for coar
 variable discovery without data" (arXiv:2002.10148, 2020). The estimator registered as "rkl" is
 :class:`ReverseKL`; :func:`fit_model` is the method's own API.
 
->>> from cvplug import systems
 >>> from cvplug.plugins.rkl import fit_model
->>> fitted = fit_model(systems.load("double-well"), latent_dim=1, show_progress=False)  # doctest: +SKIP
+>>> fitted = fit_model("double-well", n_components=1, progress=False)  # doctest: +SKIP
 >>> x = fitted.model.sample(1000).x          # samples of the learned q(x)                    # doctest: +SKIP
 >>> fitted.cv.export("rkl_cv.pt")           # the encoder mean as a TorchScript CV            # doctest: +SKIP
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["normalize_sample_gradients", "cap_gradient_norms", "parse_kappa", "KAPPA"]
+__all__ = ["normalize_sample_gradients", "cap_gradient_norms", "KAPPA"]
 
 KAPPA = 3.0
 
@@ -40,7 +40,3 @@ def normalize_sample_gradients(x: Tensor, kappa: float = KAPPA) -> Tensor:
         raise ValueError(f"kappa must be positive, got {kappa}")
     return _NormalizeSampleGradients.apply(x, float(kappa))
 
-
-def parse_kappa(text: str) -> float | None:
-    """κ from a command-line value: a number, or "none" for no cap (the ``kappa=None`` of the trainer)."""
-    return None if text == "none" else float(text)

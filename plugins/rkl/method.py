@@ -11,6 +11,7 @@ import torch
 
 from cvplug.cv import CollectiveVariable
 from cvplug.methods import Method
+from cvplug.systems import resolve
 from cvplug.training import seed_everything
 
 from .model import CoarseGrainedModel
@@ -23,15 +24,17 @@ __all__ = ["RklFit", "ReverseKL", "fit_model", "make_target", "build_model", "ma
 MOLECULE_SCALE = 0.1  # nm: the networks' length unit for molecules
 
 
-def make_target(spec, engine: str = "torch", **options) -> Target:
-    """:class:`ToyTarget` for toy potentials (``engine`` "torch" or "bridge"), else :class:`MoleculeTarget`
-    (always through the bridge). ``options`` go to the target (frame, constraint_k, bridge options)."""
+def make_target(spec, energy: str = "torch", **options) -> Target:
+    """:class:`ToyTarget` for toy potentials (``energy`` "torch": the torch twin, or "bridge": OpenMM), else
+    :class:`MoleculeTarget` (always through the bridge). ``spec``: a shipped name, a file path or a SystemSpec
+    (:func:`cvplug.systems.resolve`). ``options`` go to the target (frame, constraint_k, bridge options)."""
+    spec = resolve(spec)
     if spec.toy is not None:
-        return ToyTarget(spec, engine, **options)
+        return ToyTarget(spec, energy, **options)
     return MoleculeTarget(spec, **options)
 
 
-def build_model(target: Target, latent_dim: int, hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None,
+def build_model(target: Target, n_components: int, hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None,
                 init_gain: float = 0.1, input_gain: float = 1.0) -> CoarseGrainedModel:
     """A fresh model for ``target``: centred on its reference structure; molecules in units of 0.1 nm with
     σθ starting at 0.01 nm, toys in their own units with σθ starting at 1."""
@@ -39,7 +42,7 @@ def build_model(target: Target, latent_dim: int, hidden: Sequence[int] = (64, 64
     offset = target.reference if molecular else None
     scale = MOLECULE_SCALE if molecular else 1.0
     default_std = 0.1 * MOLECULE_SCALE if molecular else 1.0
-    return CoarseGrainedModel(target.dim, latent_dim, offset, scale, hidden,
+    return CoarseGrainedModel(target.dim, n_components, offset, scale, hidden,
                               default_std if init_std is None else init_std, init_gain, input_gain)
 
 
@@ -47,8 +50,8 @@ def make_cv(model: CoarseGrainedModel, target: Target, n_atoms: int, calibration
             info: Optional[dict] = None) -> CollectiveVariable:
     """The encoder mean μφ as a CV of full-system positions, calibrated on samples of the trained q(x)."""
     cv = CollectiveVariable(target.features, model.encoder_mean(), n_atoms,
-                            names=[f"z{k}" for k in range(model.latent_dim)], units="dimensionless",
-                            method="rkl", info={"latent_dim": model.latent_dim, **(info or {})})
+                            names=[f"z{k}" for k in range(model.n_components)], units="dimensionless",
+                            method="rkl", info={"n_components": model.n_components, **(info or {})})
     with torch.no_grad():
         cv.calibrate(target.positions(model.sample(calibration_samples).x))
     return cv
@@ -64,34 +67,36 @@ class RklFit:
     result: TrainingResult
 
 
-def fit_model(system_spec, latent_dim: int = 2, *, engine: str = "torch", target_options: Optional[dict] = None,
+def fit_model(spec, n_components: int = 2, *, energy: str = "torch", target_options: Optional[dict] = None,
               hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None, init_gain: float = 0.1,
               input_gain: float = 1.0, schedule: Optional[AdaptiveTempering] = None, data=None,
-              gamma: Optional[Gamma] = None, seed: int = 0, work_dir=None, show_progress: bool = True,
+              gamma: Optional[Gamma] = None, seed: int = 0, work_dir=None, progress: bool = True,
               **training) -> RklFit:
-    """Train the model on ``system_spec`` and return the CV with the model, the target and the record.
+    """Train the model on ``spec`` (a shipped name, a file path or a SystemSpec) and return the CV with the
+    model, the target and the record.
 
-    ``engine``: "torch" or "bridge" energies for toys (molecules always use the bridge); ``target_options``
+    ``n_components``: the latent dimension d (the CV's components). ``energy``: "torch" or "bridge" energies for
+    toys (molecules always use the bridge); ``target_options``
     go to :func:`make_target`; ``hidden``, ``init_std``, ``init_gain``, ``input_gain`` to :func:`build_model`;
     ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
     (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
     steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
     encoder_steps, stage_lr_floor, energy_cap, checkpoint_every (:func:`.trainer.train`).
     """
-    target = make_target(system_spec, engine, **(target_options or {}))
+    spec = resolve(spec)
+    target = make_target(spec, energy, **(target_options or {}))
     seed_everything(seed)
-    model = build_model(target, latent_dim, hidden, init_std, init_gain, input_gain)
+    model = build_model(target, n_components, hidden, init_std, init_gain, input_gain)
     coordinates = None if data is None else target.coordinates(np.asarray(data))
     checkpoint = Path(work_dir) / "rkl.ckpt" if work_dir is not None else None
     result = train(model, target, schedule or AdaptiveTempering(), data=coordinates, gamma=gamma, seed=seed,
-                   checkpoint=checkpoint, show_progress=show_progress, **training)
-    cv = make_cv(model, target, system_spec.n_atoms,
-                 info={"force_calls": result.force_calls, "seed": seed, "system": system_spec.name})
+                   checkpoint=checkpoint, progress=progress, **training)
+    cv = make_cv(model, target, spec.n_atoms, info={"force_calls": result.force_calls, "seed": seed, "system": spec.name})
     return RklFit(cv, model, target, result)
 
 
 _TRAINING = [name for name, p in inspect.signature(train).parameters.items()
-             if p.kind == p.KEYWORD_ONLY and name not in ("data", "gamma", "seed", "checkpoint", "show_progress")]
+             if p.kind == p.KEYWORD_ONLY and name not in ("data", "gamma", "seed", "checkpoint", "progress")]
 
 
 class ReverseKL(Method):
@@ -107,7 +112,7 @@ class ReverseKL(Method):
     (:class:`.frame.RigidFrame`), whatever the data's features. With ``data_frames`` > 0 it also uses that many
     of the data's frames in the mixed objective of eq. 39, weighted by ``gamma``. Options: ``max_step``
     (largest tempering step Δβ; 0.025, which kept the double well's minor mode where the paper's 0.1 lost it),
-    ``engine``, ``frame``, ``threads``, ``hidden``, ``init_std``, ``init_gain``,
+    ``energy`` (toys: "torch" or "bridge"), ``frame``, ``threads``, ``hidden``, ``init_std``, ``init_gain``,
     ``input_gain``, and the trainer's keywords (steps_per_stage, final_steps, batch_size, lr, kappa, …).
     Molecules must be non-periodic (no solvent box).
     """
@@ -117,7 +122,7 @@ class ReverseKL(Method):
     needs = ("system",)
 
     def __init__(self, n_components: int = 2, *, data_frames: int = 0, gamma: float = 0.5,
-                 max_step: float = 0.025, engine: str = "torch",
+                 max_step: float = 0.025, energy: str = "torch",
                  frame: Optional[Sequence[int]] = None, threads: int = 1, hidden: Sequence[int] = (64, 64),
                  init_std: Optional[float] = None, init_gain: float = 0.1, input_gain: float = 1.0, **options):
         run = {k: options.pop(k) for k in ("seed", "work_dir", "progress") if k in options}
@@ -131,7 +136,7 @@ class ReverseKL(Method):
         self.target_options = {"threads": 1, "workers": int(threads)}
         if frame is not None:
             self.target_options["frame"] = tuple(frame)
-        self.fit_options = dict(engine=engine, hidden=tuple(hidden), init_std=init_std, init_gain=init_gain,
+        self.fit_options = dict(energy=energy, hidden=tuple(hidden), init_std=init_std, init_gain=init_gain,
                                 input_gain=input_gain, **options)
 
     @classmethod
@@ -152,7 +157,7 @@ class ReverseKL(Method):
                            target_options=self.target_options if data.spec.toy is None else None,
                            schedule=AdaptiveTempering(max_step=self.max_step), data=frames,
                            gamma=self.gamma if frames is not None else None, seed=self.seed,
-                           work_dir=self.work_dir, show_progress=self.progress, **self.fit_options)
+                           work_dir=self.work_dir, progress=self.progress, **self.fit_options)
         fitted.target.close()
         self.cv, self.model = fitted.cv, fitted
         return self

@@ -1,6 +1,6 @@
 """The coarse-grained generative model q(x, z) = q(z) q(x | z) and the encoder r(z | x) (Schöberl et al., eq. 9–12).
 
-* q(z) = N(0, I) over ``latent_dim`` coarse-grained variables z;
+* q(z) = N(0, I) over ``n_components`` coarse-grained variables z;
 * q(x | z) = N(μθ(z), diag σθ²): an MLP mean and one learned standard deviation per fine-grained coordinate;
 * r(z | x) = N(μφ(x), diag σφ²(x)): an MLP encoder; its mean μφ is the collective variable.
 
@@ -50,15 +50,15 @@ class Samples(NamedTuple):
 class EncoderMean(nn.Module):
     """x [B, D] → μφ(x) [B, d]: the encoder's mean, the module a CollectiveVariable exports."""
 
-    def __init__(self, network: nn.Module, offset: Tensor, scale: Tensor, latent_dim: int):
+    def __init__(self, network: nn.Module, offset: Tensor, scale: Tensor, n_components: int):
         super().__init__()
         self.network = network
         self.register_buffer("offset", offset.clone())
         self.register_buffer("scale", scale.clone())
-        self.latent_dim = latent_dim
+        self.n_components = n_components
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.network((x - self.offset) / self.scale)[:, : self.latent_dim]
+        return self.network((x - self.offset) / self.scale)[:, : self.n_components]
 
 
 class CoarseGrainedModel(nn.Module):
@@ -67,7 +67,7 @@ class CoarseGrainedModel(nn.Module):
     Parameters
     ----------
     data_dim : D, the number of fine-grained coordinates.
-    latent_dim : d, the number of coarse-grained variables (d ≪ D).
+    n_components : d, the number of coarse-grained variables (d ≪ D).
     offset : [D] the decoder's output offset and the encoder's input centre (e.g. a reference structure, nm).
     scale : length unit of the networks (nm for molecules), a float or [D].
     hidden : hidden-layer widths of both MLPs.
@@ -77,23 +77,23 @@ class CoarseGrainedModel(nn.Module):
         range of z, so few samples of q fall on the barrier between them).
     """
 
-    def __init__(self, data_dim: int, latent_dim: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
+    def __init__(self, data_dim: int, n_components: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
                  init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0):
         super().__init__()
-        if latent_dim < 1 or data_dim < 1:
-            raise ValueError(f"data_dim and latent_dim must be positive, got {data_dim} and {latent_dim}")
+        if n_components < 1 or data_dim < 1:
+            raise ValueError(f"data_dim and n_components must be positive, got {data_dim} and {n_components}")
         if not init_std > 0:
             raise ValueError(f"init_std must be positive, got {init_std}")
-        self.data_dim, self.latent_dim = int(data_dim), int(latent_dim)
+        self.data_dim, self.n_components = int(data_dim), int(n_components)
         offset = torch.zeros(data_dim) if offset is None else torch.as_tensor(offset, dtype=torch.get_default_dtype())
         scale = torch.as_tensor(scale, dtype=torch.get_default_dtype()).expand(data_dim).clone()
         if offset.shape != (data_dim,) or not bool((scale > 0).all()):
             raise ValueError(f"offset must have shape ({data_dim},) and scale must be positive")
         self.register_buffer("offset", offset)
         self.register_buffer("scale", scale)
-        self.decoder = mlp(latent_dim, hidden, data_dim)
+        self.decoder = mlp(n_components, hidden, data_dim)
         self.log_std = nn.Parameter(torch.full((data_dim,), math.log(init_std)))
-        self.encoder = mlp(data_dim, hidden, 2 * latent_dim)
+        self.encoder = mlp(data_dim, hidden, 2 * n_components)
         with torch.no_grad():
             self.decoder[-1].weight.mul_(init_gain)
             self.decoder[0].weight.mul_(input_gain)
@@ -106,11 +106,11 @@ class CoarseGrainedModel(nn.Module):
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log standard deviation [B, d] each of r(z | x)."""
         out = self.encoder((x - self.offset) / self.scale)
-        return out[:, : self.latent_dim], out[:, self.latent_dim:]
+        return out[:, : self.n_components], out[:, self.n_components:]
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
         """n draws of q(x, z), reparametrised (differentiable in θ)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, dtype=self.offset.dtype)
+        z = torch.randn(n, self.n_components, generator=generator, dtype=self.offset.dtype)
         eps = torch.randn(n, self.data_dim, generator=generator, dtype=self.offset.dtype)
         return Samples(z, self.decode(z) + torch.exp(self.log_std) * eps, eps)
 
@@ -137,7 +137,7 @@ class CoarseGrainedModel(nn.Module):
             mean, log_std = self.encode(x)
             noise = torch.randn(n_samples, *mean.shape, generator=generator, dtype=mean.dtype)
             z = mean + torch.exp(log_std) * noise                              # [K, B, d]
-            flat_z, flat_x = z.reshape(-1, self.latent_dim), x.expand(n_samples, *x.shape).reshape(-1, x.shape[-1])
+            flat_z, flat_x = z.reshape(-1, self.n_components), x.expand(n_samples, *x.shape).reshape(-1, x.shape[-1])
             log_w = (self.log_likelihood(flat_x, flat_z) + self.log_prior(flat_z)).reshape(n_samples, -1) \
                 - gaussian_log_density(z, mean, log_std)
             return torch.logsumexp(log_w, dim=0) - math.log(n_samples)
@@ -151,4 +151,4 @@ class CoarseGrainedModel(nn.Module):
 
     def encoder_mean(self) -> EncoderMean:
         """A copy of the encoder mean x → μφ(x) as a standalone module (for a CollectiveVariable)."""
-        return EncoderMean(copy.deepcopy(self.encoder), self.offset, self.scale, self.latent_dim).eval()
+        return EncoderMean(copy.deepcopy(self.encoder), self.offset, self.scale, self.n_components).eval()

@@ -31,14 +31,14 @@ from .gradnorm import KAPPA, normalize_sample_gradients
 from .model import LOG_2PI, CoarseGrainedModel, gaussian_log_density
 from .targets import Target
 
-__all__ = ["ReverseKL", "reverse_kl", "capped", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
+__all__ = ["BoundTerms", "reverse_kl", "capped", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
            "ENERGY_CAP"]
 
 ENERGY_CAP = 1e4  # kT: tempered energies above it are capped (:func:`capped`)
 LOG_FLOAT_MAX = math.log(torch.finfo(torch.float64).max)
 
 
-class ReverseKL(NamedTuple):
+class BoundTerms(NamedTuple):
     """``loss``: the bound F (scalar, differentiable); ``log_weights`` [B] and ``energy`` u [B], detached."""
 
     loss: Tensor
@@ -47,7 +47,7 @@ class ReverseKL(NamedTuple):
 
 
 def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_size: int,
-               kappa: float | None = KAPPA, extra_latents: int = 0, energy_cap: float = ENERGY_CAP) -> ReverseKL:
+               kappa: float | None = KAPPA, extra_latents: int = 0, energy_cap: float = ENERGY_CAP) -> BoundTerms:
     """The data-free bound F = −⟨log w⟩ on ``batch_size`` fresh samples of q(x, z) at inverse temperature β.
 
     ``kappa``: per-sample gradient normalisation (:mod:`.gradnorm`); None switches it off. ``extra_latents`` K > 0
@@ -62,7 +62,7 @@ def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_siz
     log_likelihood = -model.log_std.sum() - 0.5 * (eps ** 2).sum(-1) - 0.5 * model.data_dim * LOG_2PI
     log_w = -capped(beta * u, energy_cap) + target.log_jacobian(x) \
         - log_marginal_bound(model, x, z, log_likelihood, extra_latents)
-    return ReverseKL(-log_w.mean(), log_w.detach(), u.detach())
+    return BoundTerms(-log_w.mean(), log_w.detach(), u.detach())
 
 
 def capped(tempered: Tensor, cap: float = ENERGY_CAP) -> Tensor:
@@ -104,7 +104,7 @@ def log_marginal_bound(model: CoarseGrainedModel, x: Tensor, z: Tensor, log_like
 def _encoder_log_ratios(model: CoarseGrainedModel, x: Tensor, mean: Tensor, log_std: Tensor, n: int) -> Tensor:
     """log q(x, z_k) − log r(z_k | x) [n, B] for n reparametrised draws z_k of r(z | x) = N(mean, exp(log_std)²)."""
     draws = mean + torch.exp(log_std) * torch.randn(n, *mean.shape, dtype=mean.dtype)   # [n, B, d]
-    flat = draws.reshape(-1, model.latent_dim)
+    flat = draws.reshape(-1, model.n_components)
     log_joint = model.log_likelihood(x.repeat(n, 1), flat) + model.log_prior(flat)
     return log_joint.reshape(n, -1) - gaussian_log_density(draws, mean, log_std)
 

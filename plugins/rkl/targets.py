@@ -24,9 +24,9 @@ from cvplug.features import Cartesians, Feature
 
 from .frame import RigidFrame
 
-__all__ = ["Target", "ToyTarget", "MoleculeTarget", "default_frame", "springs_for_constraints", "ENGINES"]
+__all__ = ["Target", "ToyTarget", "MoleculeTarget", "default_frame", "springs_for_constraints", "ENERGIES"]
 
-ENGINES = ("torch", "bridge")
+ENERGIES = ("torch", "bridge")
 DEFAULT_CONSTRAINT_K = 3.0e5  # kJ/mol/nm², the order of AMBER's X–H bond force constants
 
 
@@ -70,19 +70,19 @@ class Target:
 class ToyTarget(Target):
     """A toy potential of :mod:`cvplug.systems` (kT = 1) in its natural coordinates.
 
-    ``engine="torch"`` uses the torch twin ``spec.toy.u``; ``engine="bridge"`` asks OpenMM through
+    ``energy="torch"`` uses the torch twin ``spec.toy.u``; ``energy="bridge"`` asks OpenMM through
     :class:`cvplug.bridge.OpenMMEnergy` (``bridge_options`` go to it; default one Context on the CPU).
     """
 
-    def __init__(self, spec, engine: str = "torch", **bridge_options):
+    def __init__(self, spec, energy: str = "torch", **bridge_options):
         if spec.toy is None:
             raise ValueError(f"{spec.name} is not a toy potential; use MoleculeTarget")
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-        self.toy, self.engine, self.dim = spec.toy, engine, spec.toy.dim
+        if energy not in ENERGIES:
+            raise ValueError(f"energy must be one of {ENERGIES}, not {energy!r}")
+        self.toy, self.energy_source, self.dim = spec.toy, energy, spec.toy.dim
         self.features = Cartesians(range(self.toy.n_particles), components=range(self.toy.dim_per_particle))
         self.bridge = None
-        if engine == "bridge":
+        if energy == "bridge":
             from cvplug.bridge import OpenMMEnergy
 
             options = {"batch_strategy": "single", **bridge_options}

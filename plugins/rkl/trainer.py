@@ -55,7 +55,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
           data: Optional[Tensor] = None, gamma: Optional[Gamma] = None, data_batch: int = 64,
           std_lr_factor: float = 1.0, encoder_steps: int = 0,
           stage_lr_floor: float = 1.0, seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
-          show_progress: bool = True) -> TrainingResult:
+          progress: bool = True) -> TrainingResult:
     """Train ``model`` in place from ``schedule.start`` up to ``schedule.target``.
 
     Each stage runs ``steps_per_stage`` Adam steps (``final_steps`` at the target β and at the schedule's
@@ -98,7 +98,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
             store.save(model=model, optimizer=optimizer, beta=beta, stage_step=stage_step, result=result,
                        finished=finished)
 
-    bar = progress_bar(desc="rkl", progress=show_progress, unit="step")
+    bar = progress_bar(desc="rkl", progress=progress, unit="step")
     while True:
         stage_steps = final_steps if schedule.done(beta) or beta in schedule.milestones else steps_per_stage
         while stage_step < stage_steps:

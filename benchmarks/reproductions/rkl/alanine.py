@@ -7,9 +7,9 @@ All 22 atoms in a body-fixed frame (60 coordinates), energies and forces from Op
 of the mean bond lengths of generated samples from the reference's; difference of the mean radius of gyration;
 the fractions of generated samples in alpha_R and beta; training force calls and wall time.
 
-    python examples/rkl_alanine.py --out runs/rkl-ala2                     # vacuum, 330 K
-    python examples/rkl_alanine.py --system ala2-implicit --out runs/rkl-ala2-obc2   # OBC2 (slower bridge)
-    python examples/rkl_alanine.py --data-frames 50 --gamma 0.5 --out runs/rkl-ala2-eq39   # eq. 39, 50 MD frames
+    python benchmarks/reproductions/rkl/alanine.py --out runs/rkl-ala2                     # vacuum, 330 K
+    python benchmarks/reproductions/rkl/alanine.py --system ala2-implicit --out runs/rkl-ala2-obc2   # OBC2 (slower bridge)
+    python benchmarks/reproductions/rkl/alanine.py --data-frames 50 --gamma 0.5 --out runs/rkl-ala2-eq39   # eq. 39, 50 MD frames
 
 With ``--data-frames N`` the mixed objective of eq. 39 is used: N frames of a separate MD run (another seed, not
 the reference) enter as γ · KL(q ‖ p) + (1 − γ) · KL(p ‖ q); both terms have their minimum at q = p.
@@ -30,7 +30,7 @@ from cvplug.analysis import ALA2_BASINS
 from cvplug.features import dihedral_angles
 from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_gyration
 from cvplug.plugins.rkl import AdaptiveTempering, fit_model
-from cvplug.plugins.rkl.gradnorm import KAPPA, parse_kappa
+from cvplug.plugins.rkl.gradnorm import KAPPA
 from cvplug.plugins.rkl.objective import ENERGY_CAP
 from cvplug.simulate import simulate
 from cvplug.trajectory import load_trajectory, trajectory_positions
@@ -55,7 +55,7 @@ def main() -> None:
                         help="K encoder draws tightening the bound (0: the paper's eq. 16)")
     parser.add_argument("--stage-lr-floor", type=float, default=1.0,
                         help="learning rate at the end of each stage, relative to its start (1: constant)")
-    parser.add_argument("--kappa", type=parse_kappa, default=KAPPA,
+    parser.add_argument("--kappa", type=lambda text: None if text == "none" else float(text), default=KAPPA,
                         help="per-sample gradient cap, in batch-mean norms ('none': off)")
     parser.add_argument("--max-step", type=float, default=AdaptiveTempering.max_step,
                         help="largest tempering step Δβ_max")
@@ -89,7 +89,7 @@ def main() -> None:
                        final_steps=args.final_steps, batch_size=args.batch, seed=args.seed,
                        extra_latents=args.extra_latents, kappa=args.kappa, energy_cap=args.energy_cap,
                        stage_lr_floor=args.stage_lr_floor,
-                       work_dir=args.out, show_progress=not args.quiet)
+                       work_dir=args.out, progress=not args.quiet)
     fitted.cv.export(args.out / "rkl_cv.pt")
     with torch.no_grad():
         z = fitted.cv(torch.as_tensor(reference, dtype=torch.get_default_dtype())).numpy()
