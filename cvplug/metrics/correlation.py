@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["circular_linear_correlation", "knn_r2"]
+__all__ = ["circular_linear_correlation", "unwrapped_angle_correlation", "knn_r2"]
 
 
 def circular_linear_correlation(angle: np.ndarray, x: np.ndarray) -> float:
@@ -17,6 +17,27 @@ def circular_linear_correlation(angle: np.ndarray, x: np.ndarray) -> float:
     r_xc, r_xs, r_cs = np.corrcoef(x, c)[0, 1], np.corrcoef(x, s)[0, 1], np.corrcoef(c, s)[0, 1]
     r2 = (r_xc**2 + r_xs**2 - 2 * r_xc * r_xs * r_cs) / (1 - r_cs**2)
     return float(np.sqrt(np.clip(r2, 0.0, 1.0)))
+
+
+def unwrapped_angle_correlation(angle: np.ndarray, x: np.ndarray, cuts: int = 360) -> tuple[float, float]:
+    """max over branch cuts c of |Pearson(x, angle unwrapped to (c − 2π, c])|, and that c (radians).
+
+    A coordinate that follows an angle around the circle and jumps back at one place (an unfolded angle) scores
+    ≈ 1 here; Mardia's circular-linear correlation cannot exceed ≈ 0.78 for it (uniform angle, linear ramp).
+
+    >>> theta = np.linspace(-np.pi, np.pi, 1000, endpoint=False)
+    >>> r, cut = unwrapped_angle_correlation(theta, np.mod(theta - 1.0, 2 * np.pi))
+    >>> round(r, 6), abs(cut - 1.0) < 0.01
+    (1.0, True)
+    """
+    angle, x = np.asarray(angle, float).ravel(), np.asarray(x, float).ravel()
+
+    def best_of(candidates):
+        return max((abs(float(np.corrcoef(x, c - np.mod(c - angle, 2 * np.pi))[0, 1])), float(c)) for c in candidates)
+
+    step = 2 * np.pi / cuts
+    _, coarse = best_of(np.linspace(-np.pi, np.pi, cuts, endpoint=False))
+    return best_of(np.linspace(coarse - step, coarse + step, 101))
 
 
 def knn_r2(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 10) -> float:

@@ -9,7 +9,7 @@ rotation, shift and global scale; see :func:`cvplug.metrics.isometry_mse`. The l
 learned diffusion M(z) (fitted by maximum likelihood) come with the result of :func:`train`.
 
 >>> from cvplug.plugins import dynae                                         # doctest: +SKIP
->>> cv = dynae.fit(trajectory, latent_dim=2, lag=1, features=features)      # doctest: +SKIP
+>>> cv = dynae.fit(trajectory, n_components=2, lag=1, features=features)      # doctest: +SKIP
 >>> cv.export("dynae.pt")                                                    # doctest: +SKIP
 >>> result = dynae.train(trajectory, 2, 1, features=features)                # doctest: +SKIP
 >>> result.force_field(result.encode(positions))                            # doctest: +SKIP
@@ -38,12 +38,12 @@ __all__ = ["DynAE", "fit", "train", "Settings", "DynAEResult", "Pairs", "MODELS"
 _RUN = ("seed", "work_dir", "progress")
 
 
-def fit(data, latent_dim: int = 2, lag: int = 1, **options) -> CollectiveVariable:
+def fit(data, n_components: int = 2, lag: int = 1, **options) -> CollectiveVariable:
     """Train on ``data`` (trajectory, list of trajectories, :class:`Pairs` or TrainingData) and return the CV.
 
     ``lag`` in frames; ``options`` as for :func:`train` (features, seed, checkpoint, model, beta, epochs …).
     """
-    return train(data, latent_dim, lag, **options).cv
+    return train(data, n_components, lag, **options).cv
 
 
 class DynAE(Method):
@@ -58,17 +58,17 @@ class DynAE(Method):
 
     def __init__(self, n_components: int = 2, **options):
         super().__init__(n_components, **{k: options.pop(k) for k in _RUN if k in options})
-        Settings(latent_dim=n_components, **options).check()
+        Settings(n_components=n_components, **options).check()
         self.settings = options
 
     @classmethod
     def options(cls) -> dict:
-        settings = {f.name: f.default for f in fields(Settings) if f.name not in ("latent_dim", "lag")}
+        settings = {f.name: f.default for f in fields(Settings) if f.name not in ("n_components", "lag")}
         return {**super().options(), **settings}
 
     def fit(self, data) -> "DynAE":
         result = train(data, self.n_components, data.lag, seed=self.seed, checkpoint=self.checkpoint("dynae.ckpt"),
-                       show_progress=self.progress, **self.settings)
+                       progress=self.progress, **self.settings)
         result.cv.periodic_box = data.spec.periodic
         self.cv, self.model = result.cv, result
         return self

@@ -33,12 +33,12 @@ class Encoder(nn.Module):
     With ``variational`` a second linear head gives log σ² for the β-VAE posterior N(z, diag σ²).
     """
 
-    def __init__(self, n_in: int, latent_dim: int, hidden: Sequence[int] = (32, 32, 32),
+    def __init__(self, n_in: int, n_components: int, hidden: Sequence[int] = (32, 32, 32),
                  variational: bool = False):
         super().__init__()
-        stack = mlp(n_in, hidden, latent_dim)
+        stack = mlp(n_in, hidden, n_components)
         self.body, self.head = stack[:-1], stack[-1]
-        self.log_variance = nn.Linear(hidden[-1] if hidden else n_in, latent_dim) if variational else None
+        self.log_variance = nn.Linear(hidden[-1] if hidden else n_in, n_components) if variational else None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(x))
@@ -63,14 +63,14 @@ class LatentPrior(nn.Module):
     units per lag, M(z) in latent units squared per lag.
     """
 
-    def __init__(self, latent_dim: int, hidden: Sequence[int] = (32, 32)):
+    def __init__(self, n_components: int, hidden: Sequence[int] = (32, 32)):
         super().__init__()
-        self.latent_dim = latent_dim
-        self.force_net = mlp(latent_dim, hidden, latent_dim, nn.Tanh)
-        self.diffusion_net = mlp(latent_dim, hidden, latent_dim * (latent_dim + 1) // 2, nn.Tanh)
-        self.register_buffer("centre", torch.zeros(latent_dim))
-        self.register_buffer("spread", torch.ones(latent_dim))
-        self.register_buffer("tril", torch.tril_indices(latent_dim, latent_dim))
+        self.n_components = n_components
+        self.force_net = mlp(n_components, hidden, n_components, nn.Tanh)
+        self.diffusion_net = mlp(n_components, hidden, n_components * (n_components + 1) // 2, nn.Tanh)
+        self.register_buffer("centre", torch.zeros(n_components))
+        self.register_buffer("spread", torch.ones(n_components))
+        self.register_buffer("tril", torch.tril_indices(n_components, n_components))
 
     @torch.no_grad()
     def standardise(self, z: Tensor) -> None:
@@ -88,7 +88,7 @@ class LatentPrior(nn.Module):
     def cholesky(self, z: Tensor) -> Tensor:
         """Lower-triangular L(z) [batch, d, d] with positive diagonal, M = L Lᵀ."""
         entries = self.diffusion_net(self._input(z))
-        L = torch.zeros(z.shape[0], self.latent_dim, self.latent_dim, dtype=z.dtype, device=z.device)
+        L = torch.zeros(z.shape[0], self.n_components, self.n_components, dtype=z.dtype, device=z.device)
         L[:, self.tril[0], self.tril[1]] = entries
         diagonal = torch.diagonal(L, dim1=-2, dim2=-1)
         return L - torch.diag_embed(diagonal) + torch.diag_embed(nn.functional.softplus(diagonal) + 1e-4)

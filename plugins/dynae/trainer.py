@@ -39,7 +39,7 @@ AUTO_EPOCHS = 12  # the fewest epochs ``epochs=None`` trains (the old fixed defa
 class Settings:
     """Hyperparameters (defaults: the paper's architecture; β, d_min and the schedule tuned on the three-well).
 
-    latent_dim : latent dimension d.        lag : frames between the two members of a pair.
+    n_components : latent dimension d.        lag : frames between the two members of a pair.
     model : "dynae", "autoencoder" or "vae".
     beta : weight of the sliced-Wasserstein term (dynae) or of the KL term (vae).
     epochs : passes over the pairs (the latent bins are rebuilt after each). None (default): as many as give
@@ -57,7 +57,7 @@ class Settings:
     hidden : encoder/decoder hidden widths.  prior_hidden : force/diffusion hidden widths.
     """
 
-    latent_dim: int = 2
+    n_components: int = 2
     lag: int = 1
     model: str = "dynae"
     beta: float = 1.0
@@ -75,8 +75,8 @@ class Settings:
     def check(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {self.latent_dim!r}")
+        if isinstance(self.n_components, bool) or not isinstance(self.n_components, int) or self.n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {self.n_components!r}")
         for name in ("epochs", "min_steps", "groups", "batch", "n_directions"):
             if getattr(self, name) is None and name == "epochs":
                 continue
@@ -133,8 +133,8 @@ def _encode(encoder: Encoder, x: Tensor) -> Tensor:
         return torch.cat([encoder(x[i:i + 65536]) for i in range(0, len(x), 65536)])
 
 
-def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature] = None, seed: int = 0,
-          checkpoint=None, show_progress: bool = True, names: Optional[Sequence[str]] = None,
+def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Feature] = None, seed: int = 0,
+          checkpoint=None, progress: bool = True, names: Optional[Sequence[str]] = None,
           **settings) -> DynAEResult:
     """Train DynAE (or a baseline) on time-lagged pairs of ``data``; returns a :class:`DynAEResult`.
 
@@ -148,7 +148,7 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
     unknown = set(settings) - set(Settings.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(Settings.__dataclass_fields__)}")
-    config = Settings(latent_dim=latent_dim, lag=lag, **settings)
+    config = Settings(n_components=n_components, lag=lag, **settings)
     config.check()
     first, second, sample, features = lagged_pairs(data, lag, features)
     normalization = Normalization.fit(torch.cat([first, second]))
@@ -159,9 +159,9 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
         config = replace(config, epochs=max(AUTO_EPOCHS, math.ceil(config.min_steps / steps)))
     seed_everything(seed)
     n_features = first.shape[1]
-    encoder = Encoder(n_features, latent_dim, config.hidden, variational=config.model == "vae")
-    decoder = mlp(latent_dim, list(config.hidden)[::-1], n_features)
-    prior = LatentPrior(latent_dim, config.prior_hidden) if config.model == "dynae" else None
+    encoder = Encoder(n_features, n_components, config.hidden, variational=config.model == "vae")
+    decoder = mlp(n_components, list(config.hidden)[::-1], n_features)
+    prior = LatentPrior(n_components, config.prior_hidden) if config.model == "dynae" else None
     representation = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=config.learning_rate)
     prior_optimizer = torch.optim.Adam(prior.parameters(), lr=config.learning_rate) if prior else None
     modules = dict(encoder=encoder, decoder=decoder, representation=representation)
@@ -175,7 +175,7 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
     history: list[dict] = state["history"] if state else []
     seconds, cpu_seconds = (state["seconds"], state["cpu_seconds"]) if state else (0.0, 0.0)
     bar = progress_bar(total=config.epochs * steps, initial=len(history) * steps, desc=f"{config.model} seed {seed}",
-                   progress=show_progress)
+                   progress=progress)
     for epoch in range(len(history), config.epochs):
         started, cpu_started = time.perf_counter(), time.process_time()
         sampler = _sampler(encoder, prior, first, epoch, config)
@@ -197,7 +197,7 @@ def train(data, latent_dim: int = 2, lag: int = 1, *, features: Optional[Feature
                        settings=asdict(config))
     bar.close()
 
-    names = list(names) if names is not None else [f"z{i}" for i in range(latent_dim)]
+    names = list(names) if names is not None else [f"z{i}" for i in range(n_components)]
     cv = CollectiveVariable(features, encoder.deterministic(), n_atoms=sample.shape[1],
                             normalization=normalization, names=names, method="dynae",
                             info={"model": config.model, "seed": seed, "settings": asdict(config),

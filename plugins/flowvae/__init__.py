@@ -4,7 +4,7 @@ Monroe & Shen, "Systematic control of collective variables learned from variatio
 J. Chem. Phys. 157, 094116 (2022). The estimator registered as "flowvae" is :class:`FlowPriorVAE`.
 
 >>> from cvplug.plugins.flowvae import fit_vae, make_cv          # doctest: +SKIP
->>> vae, history = fit_vae(x, periodic=[False, False], latent_dim=1, decoder="flow", beta=1.0)  # doctest: +SKIP
+>>> vae, history = fit_vae(x, periodic=[False, False], n_components=1, decoder="flow", beta=1.0)  # doctest: +SKIP
 """
 from .decoders import DECODERS, AutoregressiveDecoder, CondIndDecoder, Decoder, FlowDecoder, MSEDecoder, make_decoder
 from .encoder import EncoderMean, GaussianEncoder, InputEmbedding
@@ -12,10 +12,11 @@ from .internal import Angles, ZMatrix
 from .method import FlowPriorVAE, build_vae, fit_vae, make_cv, periodic_columns
 from .model import FlowVAE, Loss
 from .prior import FlowPrior
+from .scores import score
 from .trainer import BetaSchedule, train
 from .vae_mc import BATEnergy, VAEMonteCarlo
 
-__all__ = ["FlowPriorVAE", "build_vae", "fit_vae", "make_cv", "periodic_columns", "FlowVAE", "Loss", "FlowPrior",
+__all__ = ["FlowPriorVAE", "build_vae", "fit_vae", "make_cv", "periodic_columns", "FlowVAE", "Loss", "FlowPrior", "score",
            "GaussianEncoder", "InputEmbedding", "EncoderMean", "Decoder", "MSEDecoder", "CondIndDecoder",
            "AutoregressiveDecoder", "FlowDecoder", "DECODERS", "make_decoder", "BetaSchedule", "train",
            "VAEMonteCarlo", "BATEnergy", "ZMatrix", "Angles"]

@@ -38,7 +38,7 @@ class Decoder(nn.Module):
 
     Parameters
     ----------
-    latent_dim : d.
+    n_components : d.
     mean, std : [D] statistics of the data (units of x); ignored for periodic columns.
     periodic : [D] bool, which columns are angles in radians.
     hidden : hidden widths of the decoder's networks.
@@ -46,7 +46,7 @@ class Decoder(nn.Module):
 
     name = "decoder"
 
-    def __init__(self, latent_dim: int, mean: Tensor, std: Tensor, periodic: Tensor,
+    def __init__(self, n_components: int, mean: Tensor, std: Tensor, periodic: Tensor,
                  hidden: Sequence[int] = (50, 50)):
         super().__init__()
         periodic = torch.as_tensor(periodic, dtype=torch.bool)
@@ -59,7 +59,7 @@ class Decoder(nn.Module):
         self.register_buffer("periodic", periodic)
         self.register_buffer("shift", torch.where(periodic, torch.zeros_like(mean), mean))
         self.register_buffer("scale", torch.where(periodic, torch.ones_like(std), std))
-        self.latent_dim, self.data_dim, self.hidden = int(latent_dim), int(periodic.numel()), tuple(hidden)
+        self.n_components, self.data_dim, self.hidden = int(n_components), int(periodic.numel()), tuple(hidden)
 
     def standardise(self, x: Tensor) -> Tensor:
         u = (x - self.shift) / self.scale
@@ -89,7 +89,7 @@ class MSEDecoder(Decoder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.net = mlp(self.latent_dim, self.data_dim, self.hidden)
+        self.net = mlp(self.n_components, self.data_dim, self.hidden)
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:
         loc = self.net(z)
@@ -107,7 +107,7 @@ class CondIndDecoder(Decoder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.net = mlp(self.latent_dim, 2 * self.data_dim, self.hidden)
+        self.net = mlp(self.n_components, 2 * self.data_dim, self.hidden)
 
     def parameters_of(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(loc, log_scale), each [B, D], in standardised units."""
@@ -131,7 +131,7 @@ class AutoregressiveDecoder(Decoder):
         owner = torch.cat([torch.arange(self.data_dim), torch.nonzero(self.periodic).flatten()])
         self.register_buffer("periodic_index", torch.nonzero(self.periodic).flatten())
         # input columns: z (seen by every output), then u_j (sin u_j for angles), then cos u_j of angles
-        inputs = torch.cat([torch.full((self.latent_dim,), -1), owner])
+        inputs = torch.cat([torch.full((self.n_components,), -1), owner])
         row = torch.arange(self.data_dim).repeat(2)  # outputs: loc_0 … loc_{D−1}, log_scale_0 …
         self.net = MaskedMLP(inputs[None, :] < row[:, None], hidden_features=self.hidden)
 
@@ -167,7 +167,7 @@ class FlowDecoder(CondIndDecoder):
         super().__init__(*args, **kwargs)
         self.register_buffer("factor", torch.where(self.periodic, bound / math.pi, 1.0))
         self.transform = LazyComposedTransform(*[
-            MaskedAutoregressiveTransform(self.data_dim, self.latent_dim, hidden_features=self.hidden,
+            MaskedAutoregressiveTransform(self.data_dim, self.n_components, hidden_features=self.hidden,
                                           order=torch.arange(self.data_dim).flip(0) if k % 2 else None,
                                           univariate=partial(MonotonicRQSTransform, bound=bound),
                                           shapes=[(bins,), (bins,), (bins - 1,)])

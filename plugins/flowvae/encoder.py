@@ -53,22 +53,22 @@ class GaussianEncoder(nn.Module):
     Parameters
     ----------
     embedding : the input map of data x (units of x: nm, rad …) to network inputs.
-    latent_dim : d, the number of latent dimensions (dimensionless).
+    n_components : d, the number of latent dimensions (dimensionless).
     hidden : hidden layer widths (the paper: two layers, 50 units for 2D toys, 300 for molecules).
     """
 
-    def __init__(self, embedding: InputEmbedding, latent_dim: int, hidden: Sequence[int] = (50, 50)):
+    def __init__(self, embedding: InputEmbedding, n_components: int, hidden: Sequence[int] = (50, 50)):
         super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+        if n_components < 1:
+            raise ValueError(f"n_components must be at least 1, got {n_components}")
         self.embedding = embedding
-        self.latent_dim = int(latent_dim)
-        self.net = mlp(embedding.n_out, 2 * latent_dim, hidden)
+        self.n_components = int(n_components)
+        self.net = mlp(embedding.n_out, 2 * n_components, hidden)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, log_var), each [B, d]."""
         out = self.net(self.embedding(x))
-        return out[..., : self.latent_dim], out[..., self.latent_dim:].clamp(*LOG_VAR_RANGE)
+        return out[..., : self.n_components], out[..., self.n_components:].clamp(*LOG_VAR_RANGE)
 
 
 class EncoderMean(nn.Module):
@@ -76,7 +76,7 @@ class EncoderMean(nn.Module):
 
     def __init__(self, encoder: GaussianEncoder):
         super().__init__()
-        self.embedding, self.net, self.latent_dim = encoder.embedding, encoder.net, encoder.latent_dim
+        self.embedding, self.net, self.n_components = encoder.embedding, encoder.net, encoder.n_components
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.embedding(x))[..., : self.latent_dim]
+        return self.net(self.embedding(x))[..., : self.n_components]

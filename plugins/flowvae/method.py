@@ -23,7 +23,7 @@ from .trainer import BetaSchedule, train
 __all__ = ["build_vae", "fit_vae", "make_cv", "periodic_columns", "FlowPriorVAE"]
 
 
-def build_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int, decoder: str = "condind",
+def build_vae(x: Tensor, periodic: Sequence[bool], n_components: int, decoder: str = "condind",
               encoder_hidden: Sequence[int] = (50, 50), decoder_hidden: Sequence[int] = (50, 50),
               prior_blocks: int = 4, prior_hidden: Sequence[int] = (50, 50), seed: int = 0) -> FlowVAE:
     """A fresh FlowVAE for data x [N, D] (its statistics fix the standardisations); ``periodic`` [D] marks
@@ -34,16 +34,16 @@ def build_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int, decoder: str
         raise ValueError(f"x must be [N, D] with D = len(periodic) = {len(periodic)}, got {tuple(x.shape)}")
     seed_everything(seed)
     embedding = InputEmbedding.fit(x, periodic)
-    return FlowVAE(GaussianEncoder(embedding, latent_dim, encoder_hidden),
-                   FlowPrior(latent_dim, blocks=prior_blocks, hidden=prior_hidden),
-                   make_decoder(decoder, latent_dim, x.mean(dim=0), x.std(dim=0), periodic,
+    return FlowVAE(GaussianEncoder(embedding, n_components, encoder_hidden),
+                   FlowPrior(n_components, blocks=prior_blocks, hidden=prior_hidden),
+                   make_decoder(decoder, n_components, x.mean(dim=0), x.std(dim=0), periodic,
                                 hidden=decoder_hidden))
 
 
-def fit_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int = 1, decoder: str = "condind",
+def fit_vae(x: Tensor, periodic: Sequence[bool], n_components: int = 1, decoder: str = "condind",
             beta: float = 1.0, epochs: int = 100, anneal_epochs: int = 20, start: Optional[FlowVAE] = None,
             beta_start: float = 0.0, lr: float = 1e-4, batch_size: int = 200, validation_fraction: float = 0.1,
-            keep_best: bool = False, seed: int = 0, checkpoint: Optional[Path] = None, show_progress: bool = True,
+            keep_best: bool = False, seed: int = 0, checkpoint: Optional[Path] = None, progress: bool = True,
             **sizes) -> tuple[FlowVAE, list[dict]]:
     """Train a FlowVAE on x [N, D]; returns the model and its training history.
 
@@ -54,14 +54,14 @@ def fit_vae(x: Tensor, periodic: Sequence[bool], latent_dim: int = 1, decoder: s
     validation epoch at the final β (see :func:`train`). ``checkpoint`` makes the run resumable.
     """
     x = torch.as_tensor(x, dtype=torch.get_default_dtype())
-    vae = copy.deepcopy(start) if start is not None else build_vae(x, periodic, latent_dim, decoder, seed=seed,
+    vae = copy.deepcopy(start) if start is not None else build_vae(x, periodic, n_components, decoder, seed=seed,
                                                                    **sizes)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     n_val = int(round(validation_fraction * len(x)))
     x_val, x_train = (x[order[:n_val]], x[order[n_val:]]) if n_val else (None, x)
     history = train(vae, x_train, BetaSchedule(beta_start, beta, anneal_epochs), epochs, x_val=x_val, lr=lr,
                     batch_size=batch_size, seed=seed, checkpoint=checkpoint, keep_best=keep_best,
-                    show_progress=show_progress)
+                    progress=progress)
     vae.eval()
     return vae, history
 
@@ -76,9 +76,9 @@ def make_cv(vae: FlowVAE, features: Feature, n_atoms: int, observation: Optional
     encoder: nn.Module = EncoderMean(copy.deepcopy(vae.encoder)).eval()
     if observation is not None:
         encoder = nn.Sequential(observation, encoder)
-    cv = CollectiveVariable(features, encoder, n_atoms, names=[f"z{k}" for k in range(vae.latent_dim)],
+    cv = CollectiveVariable(features, encoder, n_atoms, names=[f"z{k}" for k in range(vae.n_components)],
                             units="dimensionless", method="flowvae",
-                            info={"decoder": vae.decoder.name, "latent_dim": vae.latent_dim, **(info or {})})
+                            info={"decoder": vae.decoder.name, "n_components": vae.n_components, **(info or {})})
     if positions is not None:
         cv.calibrate(torch.as_tensor(positions))
     return cv
@@ -127,7 +127,7 @@ class FlowPriorVAE(Method):
         x = torch.cat(data.feature_trajectories())
         vae, history = fit_vae(x, periodic_columns(data.features), self.n_components, self.decoder, self.beta,
                                self.epochs, seed=self.seed, checkpoint=self.checkpoint("flowvae.ckpt"),
-                               show_progress=self.progress, **self.training)
+                               progress=self.progress, **self.training)
         self.cv = make_cv(vae, data.features, data.spec.n_atoms, positions=data.sample_positions(),
                           info={"beta": self.beta, "epochs": self.epochs, "seed": self.seed, "final": history[-1]})
         self.cv.periodic_box = data.spec.periodic

@@ -42,14 +42,14 @@ class FlowVAE(nn.Module):
 
     def __init__(self, encoder: GaussianEncoder, prior: FlowPrior, decoder: Decoder):
         super().__init__()
-        if not encoder.latent_dim == prior.latent_dim == decoder.latent_dim:
-            raise ValueError(f"latent dimensions disagree: encoder {encoder.latent_dim}, prior "
-                             f"{prior.latent_dim}, decoder {decoder.latent_dim}")
+        if not encoder.n_components == prior.n_components == decoder.n_components:
+            raise ValueError(f"latent dimensions disagree: encoder {encoder.n_components}, prior "
+                             f"{prior.n_components}, decoder {decoder.n_components}")
         self.encoder, self.prior, self.decoder = encoder, prior, decoder
 
     @property
-    def latent_dim(self) -> int:
-        return self.encoder.latent_dim
+    def n_components(self) -> int:
+        return self.encoder.n_components
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, log_var) of q(z|x), each [B, d]."""

@@ -20,25 +20,25 @@ __all__ = ["FlowPrior"]
 
 
 class FlowPrior(nn.Module):
-    """Flow prior over a ``latent_dim``-dimensional latent space.
+    """Flow prior over a ``n_components``-dimensional latent space.
 
     Parameters
     ----------
-    latent_dim : d.
+    n_components : d.
     blocks : number of coupling blocks (paper: 4).
     bins : spline bins per block.
     bound : spline domain [−bound, bound] (paper: 10), in latent units.
     hidden : conditioner hidden widths.
     """
 
-    def __init__(self, latent_dim: int, blocks: int = 4, bins: int = 8, bound: float = 10.0,
+    def __init__(self, n_components: int, blocks: int = 4, bins: int = 8, bound: float = 10.0,
                  hidden: Sequence[int] = (32, 32)):
         super().__init__()
-        if latent_dim < 1 or blocks < 1 or bins < 2 or bound <= 0:
-            raise ValueError(f"need latent_dim ≥ 1, blocks ≥ 1, bins ≥ 2 and bound > 0; got {latent_dim}, "
+        if n_components < 1 or blocks < 1 or bins < 2 or bound <= 0:
+            raise ValueError(f"need n_components ≥ 1, blocks ≥ 1, bins ≥ 2 and bound > 0; got {n_components}, "
                              f"{blocks}, {bins}, {bound}")
-        self.latent_dim = int(latent_dim)
-        self.flow = MAF(latent_dim, 0, transforms=blocks, passes=2, hidden_features=tuple(hidden),
+        self.n_components = int(n_components)
+        self.flow = MAF(n_components, 0, transforms=blocks, passes=2, hidden_features=tuple(hidden),
                         univariate=partial(MonotonicRQSTransform, bound=float(bound)),
                         shapes=[(bins,), (bins,), (bins - 1,)])
 

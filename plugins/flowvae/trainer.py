@@ -48,7 +48,7 @@ def _validate(vae: FlowVAE, x: Tensor, beta: float, batch_size: int) -> tuple[fl
 
 def train(vae: FlowVAE, x_train: Tensor, schedule: BetaSchedule, epochs: int, *, x_val: Optional[Tensor] = None,
           lr: float = 1e-4, batch_size: int = 200, seed: int = 0, checkpoint: Optional[Path] = None,
-          keep_best: bool = False, show_progress: bool = True) -> list[dict]:
+          keep_best: bool = False, progress: bool = True) -> list[dict]:
     """Train ``vae`` in place on data x_train [N, D]; returns the history (one dict per epoch).
 
     Each history entry: ``epoch``, ``beta``, ``train_loss`` (mean of nll + β·kl over the epoch's batches), and
@@ -76,7 +76,7 @@ def train(vae: FlowVAE, x_train: Tensor, schedule: BetaSchedule, epochs: int, *,
     else:
         start, history, best = state["epoch"], state["history"], state.get("best")
     bar = progress_bar(range(start, epochs), total=epochs, initial=start, desc=f"flowvae {vae.decoder.name}",
-                   progress=show_progress)
+                   progress=progress)
     for epoch in bar:
         beta = schedule(epoch)
         vae.train()

@@ -82,12 +82,12 @@ class VAEMonteCarlo:
         self.u = torch.where(accept, u_new.to(self.u.dtype), self.u)
         return accept
 
-    def run(self, steps: int, show_progress: bool = False) -> tuple[Tensor, float]:
+    def run(self, steps: int, progress: bool = False) -> tuple[Tensor, float]:
         """``steps`` moves; returns the states after each move [steps, chains, D] and the acceptance rate."""
         if steps < 1:
             raise ValueError(f"steps must be at least 1, got {steps}")
         states, accepted = [], 0
-        for _ in progress_bar(range(steps), desc="VAE-MC", progress=show_progress):
+        for _ in progress_bar(range(steps), desc="VAE-MC", progress=progress):
             accepted += int(self.step().sum())
             states.append(self.x.clone())
         return torch.stack(states), accepted / (steps * len(self.x))

@@ -136,7 +136,7 @@ def fit_nct(data=None, *, system: Union[str, SystemSpec], features: Optional[Fea
     constraints = alignment_constraints(features)
     seed_everything(seed)
     flow_options = dict(layers=layers, hidden=hidden, depth=depth, rotation_every=rotation_every)
-    training = dict(steps=steps, batch=batch, lr=lr, seed=seed, checkpoint=checkpoint, show_progress=progress)
+    training = dict(steps=steps, batch=batch, lr=lr, seed=seed, checkpoint=checkpoint, progress=progress)
     if variational:
         backend = energy or ("twin" if spec.toy is not None else "openmm")
         energy_fn = feature_energy(spec, features, backend, **(bridge_options or {}))
@@ -159,7 +159,7 @@ def fit_nct(data=None, *, system: Union[str, SystemSpec], features: Optional[Fea
         history = train_mle(model, x, **training)
     return _cv(model, features, spec, n_components, positions, history,
                dict(training="variational" if variational else "mle", **flow_options,
-                    **{k: v for k, v in training.items() if k not in ("checkpoint", "show_progress")}))
+                    **{k: v for k, v in training.items() if k not in ("checkpoint", "progress")}))
 
 
 def _model(coordinates: MassWeighting, spec: SystemSpec, flow_options: dict, n_components: int,

@@ -42,6 +42,7 @@ class NCTModel(nn.Module):
 
     @property
     def kT(self) -> float:
+        """Thermal energy of the latent Hamiltonian, kJ/mol."""
         return self.latent.kT
 
     def slow_order(self) -> Tensor:
@@ -60,6 +61,15 @@ class NCTModel(nn.Module):
     def latent_coordinates(self, x: Tensor) -> Tensor:
         """Q = F(z(x)), [B, d] (√amu·nm), in the model's oscillator order (see :meth:`slow_order`)."""
         return self.flow(self.coordinates(x))
+
+    def latent_jacobian(self, x: Tensor) -> Tensor:
+        """∂Q/∂x of the latent coordinates with respect to the features at samples x [B, n]: [B, d, n]
+        (√amu, since Q is in √amu·nm and x in nm); row k is the direction in feature space that Q_k follows."""
+        def latent(sample: Tensor) -> Tensor:
+            return self.latent_coordinates(sample.unsqueeze(0)).squeeze(0)
+
+        with torch.enable_grad():
+            return torch.func.vmap(torch.func.jacrev(latent))(x).detach()
 
     def thermal_momenta(self, batch: int) -> Tensor:
         """Mass-weighted momenta from the Maxwell–Boltzmann distribution, N(0, kT), [batch, d]."""

@@ -21,18 +21,18 @@ FREQUENCY_LR_FACTOR = 10.0  # learning rate of log ω relative to the flow's
 
 def train_variational(model: NCTModel, energy: Callable[[Tensor], Tensor], steps: int = 2000, batch: int = 256,
                       lr: float = 1e-3, seed: int = 0, checkpoint=None, checkpoint_every: int = 100,
-                      show_progress: bool = True) -> list[float]:
+                      progress: bool = True) -> list[float]:
     """Minimise the variational free energy (kT) of ``model`` for ``energy`` (features [B, n] nm → u [B]).
 
     Returns the loss of every step (the history restored from a checkpoint included).
     """
     _check(steps, batch, lr)
     return _optimise(model, lambda: model.free_energy(energy, batch), steps, lr, seed, checkpoint,
-                     checkpoint_every, show_progress, "nct variational")
+                     checkpoint_every, progress, "nct variational")
 
 
 def train_mle(model: NCTModel, features: Tensor, steps: int = 2000, batch: int = 256, lr: float = 1e-3,
-              seed: int = 0, checkpoint=None, checkpoint_every: int = 100, show_progress: bool = True) -> list[float]:
+              seed: int = 0, checkpoint=None, checkpoint_every: int = 100, progress: bool = True) -> list[float]:
     """Maximise the phase-space likelihood of feature samples [N, n] (nm) with Maxwell–Boltzmann momenta.
 
     Minibatches of ``batch`` samples are drawn with replacement. Returns the loss (−log p per sample) of every step.
@@ -47,7 +47,7 @@ def train_mle(model: NCTModel, features: Tensor, steps: int = 2000, batch: int =
     def loss() -> Tensor:
         return model.negative_log_likelihood(features[torch.randint(len(features), (batch,))])
 
-    return _optimise(model, loss, steps, lr, seed, checkpoint, checkpoint_every, show_progress, "nct mle")
+    return _optimise(model, loss, steps, lr, seed, checkpoint, checkpoint_every, progress, "nct mle")
 
 
 def _check(steps: int, batch: int, lr: float) -> None:
@@ -58,7 +58,7 @@ def _check(steps: int, batch: int, lr: float) -> None:
 
 
 def _optimise(model: NCTModel, loss_fn: Callable[[], Tensor], steps: int, lr: float, seed: int, checkpoint,
-              checkpoint_every: int, show_progress: bool, desc: str) -> list[float]:
+              checkpoint_every: int, progress: bool, desc: str) -> list[float]:
     seed_everything(seed)
     frequencies = [model.latent.log_frequencies]
     others = [p for p in model.parameters() if p is not model.latent.log_frequencies]
@@ -72,7 +72,7 @@ def _optimise(model: NCTModel, loss_fn: Callable[[], Tensor], steps: int, lr: fl
         state = store.restore(model=model, optimizer=optimizer, scheduler=scheduler)
         start, history = state["step"], list(state["history"])
     model.train()
-    bar = progress_bar(range(start, steps), total=steps, initial=start, desc=desc, progress=show_progress)
+    bar = progress_bar(range(start, steps), total=steps, initial=start, desc=desc, progress=progress)
     for step in bar:
         optimizer.zero_grad()
         loss = loss_fn()

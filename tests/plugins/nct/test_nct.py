@@ -8,17 +8,15 @@ from cvplug import load_cv, methods, systems
 from cvplug.features import Cartesians
 from cvplug.plugins.nct import (CoordinateFlow, HarmonicLatent, MassWeighting, NCTModel, fit_nct, to_latent,
                                 to_physical, train_mle, train_variational)
-from cvplug.plugins.nct.analysis import chain_normal_modes, unwrapped_angle_correlation
 from cvplug.plugins.nct.inputs import alignment_constraints, feature_energy
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is fastest
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one torch thread is much faster than several (and than busy-waiting on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+def chain_normal_modes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (ascending) and orthonormal normal modes (rows) of the fixed-end chain of n unit beads."""
+    squared, modes = np.linalg.eigh(2 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1))
+    return np.sqrt(squared), modes.T
 
 
 def random_flow(dim: int, seed: int = 0) -> CoordinateFlow:
@@ -151,7 +149,7 @@ def test_training_is_seeded_and_resumes_from_its_checkpoint(tmp_path):
         torch.manual_seed(7)
         return NCTModel(MassWeighting(torch.zeros(2), torch.ones(2)), CoordinateFlow(2, layers=2, hidden=8))
 
-    settings = dict(batch=32, lr=1e-2, seed=3, show_progress=False)
+    settings = dict(batch=32, lr=1e-2, seed=3, progress=False)
     straight = fresh()
     history = train_mle(straight, data, steps=12, **settings)
     again = fresh()
@@ -174,11 +172,11 @@ def test_training_is_seeded_and_resumes_from_its_checkpoint(tmp_path):
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="features must be"):
-        train_mle(fresh(), torch.randn(10, 3), steps=1, show_progress=False)
+        train_mle(fresh(), torch.randn(10, 3), steps=1, progress=False)
     with pytest.raises(ValueError, match="NaN"):
-        train_mle(fresh(), torch.full((10, 2), float("nan")), steps=1, show_progress=False)
+        train_mle(fresh(), torch.full((10, 2), float("nan")), steps=1, progress=False)
     with pytest.raises(ValueError, match="steps"):
-        train_variational(fresh(), lambda x: x.pow(2).sum(-1), steps=0, show_progress=False)
+        train_variational(fresh(), lambda x: x.pow(2).sum(-1), steps=0, progress=False)
 
 
 def test_variational_training_lowers_the_free_energy_of_a_gaussian():
@@ -186,7 +184,7 @@ def test_variational_training_lowers_the_free_energy_of_a_gaussian():
     model = NCTModel(MassWeighting(torch.zeros(2), torch.ones(2)), CoordinateFlow(2, layers=2, hidden=8),
                      initial_frequency=torch.tensor([0.5, 0.5]))
     history = train_variational(model, lambda x: 2 * x[:, 0] ** 2 + 0.5 * x[:, 1] ** 2, steps=300, batch=128,
-                                lr=5e-3, seed=0, show_progress=False)
+                                lr=5e-3, seed=0, progress=False)
     assert np.mean(history[-20:]) == pytest.approx(-np.log(2 * np.pi / 2.0) - np.log(2 * np.pi / 1.0), abs=0.05)
     assert sorted(model.latent.frequencies.tolist()) == pytest.approx([1.0, 2.0], rel=0.1)
 
@@ -236,13 +234,3 @@ def test_variational_training_through_the_openmm_bridge_follows_the_twin():
                      **settings)
     assert bridge.info["final_loss"] == pytest.approx(twin.info["final_loss"], abs=1e-4)
     assert np.allclose(bridge.info["all_frequencies"], twin.info["all_frequencies"], rtol=1e-4)
-
-
-def test_chain_modes_and_unwrapped_angles():
-    frequencies, modes = chain_normal_modes(5)
-    hessian = 2 * np.eye(5) - np.eye(5, k=1) - np.eye(5, k=-1)
-    assert np.allclose(modes @ hessian @ modes.T, np.diag(frequencies**2))
-    theta = np.random.default_rng(0).uniform(-np.pi, np.pi, 4000)
-    ramp = np.mod(theta - 1.0, 2 * np.pi)               # an angle unfolded with its cut at θ = 1
-    r, cut = unwrapped_angle_correlation(theta, ramp)
-    assert r > 0.999 and abs(np.angle(np.exp(1j * (cut - 1.0)))) < 0.05

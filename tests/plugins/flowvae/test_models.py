@@ -15,11 +15,11 @@ from cvplug.plugins.flowvae import (BetaSchedule, DECODERS, FlowPrior, FlowPrior
 from cvplug.plugins.flowvae.toys import PolarCoordinates
 
 
-def _decoder(name, periodic, latent_dim=1, seed=0):
+def _decoder(name, periodic, n_components=1, seed=0):
     torch.manual_seed(seed)
     D = len(periodic)
     mean, std = torch.linspace(-0.5, 0.5, D), torch.linspace(0.5, 1.5, D)
-    return make_decoder(name, latent_dim, mean, std, torch.tensor(periodic), hidden=(16, 16))
+    return make_decoder(name, n_components, mean, std, torch.tensor(periodic), hidden=(16, 16))
 
 
 def _grid(periodic, mean, std, n):
@@ -65,20 +65,20 @@ def test_periodic_columns_are_sampled_on_the_circle():
     assert torch.allclose(decoder.log_prob(x, z), decoder.log_prob(shifted, z), atol=1e-4)
 
 
-@pytest.mark.parametrize("latent_dim", [1, 2])
-def test_flow_prior_log_density_is_change_of_variables(latent_dim):
+@pytest.mark.parametrize("n_components", [1, 2])
+def test_flow_prior_log_density_is_change_of_variables(n_components):
     torch.manual_seed(1)
-    prior = FlowPrior(latent_dim, hidden=(16, 16))
-    z = 3 * torch.randn(6, latent_dim)
+    prior = FlowPrior(n_components, hidden=(16, 16))
+    z = 3 * torch.randn(6, n_components)
     expected = []
     for point in z:
         u = prior.to_base(point[None])[0]
         jacobian = torch.autograd.functional.jacobian(lambda p: prior.to_base(p[None])[0], point)
         log_det = torch.linalg.slogdet(jacobian)[1]
-        expected.append(-0.5 * (u**2).sum() - 0.5 * latent_dim * math.log(2 * math.pi) + log_det)
+        expected.append(-0.5 * (u**2).sum() - 0.5 * n_components * math.log(2 * math.pi) + log_det)
     assert torch.allclose(prior.log_prob(z), torch.stack(expected), atol=1e-4)
     assert not torch.allclose(prior.to_base(z), z, atol=1e-2)  # the flow is not the identity
-    far = torch.full((1, latent_dim), 15.0)  # outside [−10, 10] the splines are the identity
+    far = torch.full((1, n_components), 15.0)  # outside [−10, 10] the splines are the identity
     assert torch.allclose(prior.to_base(far) - far, prior.to_base(far + 1) - far - 1, atol=1e-5)
 
 
@@ -98,8 +98,8 @@ def _data(n=600, seed=0):
 
 def test_training_lowers_the_loss_and_is_seeded():
     x = _data()
-    kwargs = dict(latent_dim=1, decoder="condind", beta=1.0, epochs=6, anneal_epochs=2, lr=3e-3, seed=5,
-                  show_progress=False, encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
+    kwargs = dict(n_components=1, decoder="condind", beta=1.0, epochs=6, anneal_epochs=2, lr=3e-3, seed=5,
+                  progress=False, encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
     vae, history = fit_vae(x, [False, False], **kwargs)
     assert history[-1]["val_nll"] + history[-1]["val_kl"] < history[0]["val_nll"] + history[0]["val_kl"] - 0.5
     _, again = fit_vae(x, [False, False], **kwargs)
@@ -108,7 +108,7 @@ def test_training_lowers_the_loss_and_is_seeded():
 
 def test_training_resumes_from_checkpoint(tmp_path):
     x = _data()
-    kwargs = dict(latent_dim=1, decoder="flow", beta=1.0, anneal_epochs=2, lr=3e-3, seed=2, show_progress=False,
+    kwargs = dict(n_components=1, decoder="flow", beta=1.0, anneal_epochs=2, lr=3e-3, seed=2, progress=False,
                   encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
     full, history = fit_vae(x, [False, False], epochs=4, **kwargs)
     fit_vae(x, [False, False], epochs=2, checkpoint=tmp_path / "run.ckpt", **kwargs)  # "interrupted" after 2
@@ -120,8 +120,8 @@ def test_training_resumes_from_checkpoint(tmp_path):
 
 def test_keep_best_selects_the_best_validation_epoch_at_the_final_beta(tmp_path):
     x = _data()
-    kwargs = dict(latent_dim=1, decoder="autoregressive", beta=1.0, epochs=6, anneal_epochs=2, lr=3e-2, seed=1,
-                  show_progress=False, encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
+    kwargs = dict(n_components=1, decoder="autoregressive", beta=1.0, epochs=6, anneal_epochs=2, lr=3e-2, seed=1,
+                  progress=False, encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
     vae, history = fit_vae(x, [False, False], keep_best=True, checkpoint=tmp_path / "best.ckpt", **kwargs)
     final = [h for h in history if h["beta"] == 1.0]
     selected = [h for h in history if h.get("selected")]
@@ -136,7 +136,7 @@ def test_keep_best_selects_the_best_validation_epoch_at_the_final_beta(tmp_path)
 
 def test_carrying_parameters_over_to_a_larger_beta():
     x = _data()
-    kwargs = dict(latent_dim=1, decoder="condind", anneal_epochs=2, lr=3e-3, show_progress=False,
+    kwargs = dict(n_components=1, decoder="condind", anneal_epochs=2, lr=3e-3, progress=False,
                   encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
     first, _ = fit_vae(x, [False, False], beta=1.0, epochs=2, **kwargs)
     before = {k: v.clone() for k, v in first.state_dict().items()}
@@ -194,8 +194,8 @@ def test_bad_input_raises_clear_errors():
     bad = x.clone()
     bad[3, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        fit_vae(bad, [False, False], epochs=1, show_progress=False)
-    with pytest.raises(ValueError, match="latent_dim"):
+        fit_vae(bad, [False, False], epochs=1, progress=False)
+    with pytest.raises(ValueError, match="n_components"):
         build_vae(x, [False, False], 0)
     with pytest.raises(ValueError, match="frames must be"):
         TrainingData.from_trajectories([x.numpy()], systems.load("three-well"), Cartesians([0], components=(0, 1)))

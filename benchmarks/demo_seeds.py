@@ -3,7 +3,7 @@
 For each seed: the default ``cvplug demo`` (learned CV) and unbiased MD of the same total length from the same
 start; reports the fraction of frames with 0° < φ < 120° (α_L / C7ax) over the whole run (round 0's unbiased
 frames included) and whether it is ≥ 2 %.
-Run: `python examples/demo_seeds.py --seeds 5 --out runs/demo-seeds [--method dynae]`.
+Run: `python benchmarks/demo_seeds.py --seeds 5 --out runs/demo-seeds [--method dynae]`.
 """
 from __future__ import annotations
 

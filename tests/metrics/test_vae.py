@@ -20,7 +20,7 @@ def harmonic_u(x):
 class StandardNormal:
     """The exact N(0, 1) prior of the harmonic VAE below (the protocol: log_prob, sample)."""
 
-    latent_dim = 1
+    n_components = 1
 
     def log_prob(self, z):
         return torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)

@@ -7,8 +7,8 @@ momenta). Reported: the learned frequencies; the mutual information (KSG estimat
 latent coordinate Q_k, slowest first, with φ and ψ; a latent interpolation from α_R to β drawn on the
 Ramachandran plot; and a short well-tempered metadynamics run along (Q1, Q2) through `cvplug bias`.
 
-    python examples/nct_alanine.py --out runs/nct-ala2                    # simulates 1 ns first (≈ 5 min)
-    python examples/nct_alanine.py --trajectory ala2.dcd --out runs/ala2  # reuse a DCD (+ .pdb beside it)
+    python benchmarks/reproductions/nct/alanine.py --out runs/nct-ala2                    # simulates 1 ns first (≈ 5 min)
+    python benchmarks/reproductions/nct/alanine.py --trajectory ala2.dcd --out runs/ala2  # reuse a DCD (+ .pdb beside it)
 
 Writes results.json, nct.pt (the CV), interpolation.png (Ramachandran path, latent maps) and bias/.
 """

@@ -8,7 +8,7 @@ Maxwell–Boltzmann distribution inside the loss). Reported for each: the 4 smal
 relative errors, and |cos| between the Jacobian rows ∂Q_k/∂q of the slowest latent coordinates and the exact
 modes (averaged over Boltzmann samples, and at q = 0).
 
-    python examples/nct_harmonic_chain.py --out runs/nct-chain            # n = 16, both trainings
+    python benchmarks/reproductions/nct/harmonic_chain.py --out runs/nct-chain            # n = 16, both trainings
 
 Writes results.json and chain.png.
 """
@@ -24,7 +24,7 @@ import torch
 
 from cvplug import systems
 from cvplug.plugins.nct import fit_nct
-from cvplug.plugins.nct.analysis import chain_normal_modes, jacobian_rows, mode_cosines
+from normal_modes import chain_normal_modes, mode_cosines  # beside this script
 
 
 def boltzmann_samples(n: int, count: int, seed: int) -> np.ndarray:
@@ -99,7 +99,7 @@ def main() -> None:
         result["train_seconds"] = time.time() - start
         results[training] = result
         model = cv.encoder.model
-        rows[training] = jacobian_rows(model, torch.zeros(1, args.n))[0][model.slow_order()[:2]].double().numpy()
+        rows[training] = model.latent_jacobian(torch.zeros(1, args.n))[0][model.slow_order()[:2]].double().numpy()
         print(f"{training}: 4 smallest ω {np.round(result['learned_frequencies'][:4], 4).tolist()} vs exact "
               f"{np.round(exact[:4], 4).tolist()}; relative errors "
               f"{np.round(result['relative_error_4_smallest'], 4).tolist()}; |cos| with the exact modes "

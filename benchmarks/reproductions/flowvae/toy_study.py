@@ -1,6 +1,6 @@
 """A small experiment runner for the 2D toys: several data sets ("cases") × decoders, trained, scored, plotted.
 
-Used by ``examples/flowvae_gaussians.py`` and ``examples/flowvae_beltway.py``. Training is resumable (one
+Used by ``gaussians.py`` and ``beltway.py`` beside it (not installed with cvplug). Training is resumable (one
 checkpoint per case and decoder); rerunning a finished study only re-scores and re-plots.
 """
 from __future__ import annotations
@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .decoders import DECODERS
-from .method import fit_vae
-from .report import evaluate, latent_map, markdown_table
+from cvplug.plugins.flowvae import DECODERS, fit_vae, score
+from cvplug.training import seed_everything
+
+from scoring import latent_map, markdown_table  # beside this script
 
 __all__ = ["ToyCase", "run_toy_study", "study_parser", "run_from_arguments"]
 
@@ -45,10 +46,10 @@ class ToyCase:
             return self.observation(self.xy) if self.observation is not None else self.xy
 
 
-def run_toy_study(cases: Sequence[ToyCase], decoders: Sequence[str], out: Path, latent_dim: int = 2,
-                  n_test: int = 5000, seed: int = 0, show_progress: bool = True, **training) -> list[dict]:
+def run_toy_study(cases: Sequence[ToyCase], decoders: Sequence[str], out: Path, n_components: int = 2,
+                  n_test: int = 5000, seed: int = 0, progress: bool = True, **training) -> list[dict]:
     """Train one FlowVAE per case and decoder (the last ``n_test`` points of each case are held out), score it
-    with :func:`evaluate`, and write ``results.json``, ``table.md`` and ``study.png`` to ``out``.
+    with :func:`cvplug.plugins.flowvae.score`, and write ``results.json``, ``table.md`` and ``study.png`` to ``out``.
 
     ``training`` goes to :func:`fit_vae` (beta, epochs, anneal_epochs, lr, hidden sizes …). Returns the rows.
     """
@@ -68,10 +69,10 @@ def run_toy_study(cases: Sequence[ToyCase], decoders: Sequence[str], out: Path, 
         row_axes[0].set(title=f"{case.name}: data", xlim=(case.bounds[0][0], case.bounds[1][0]),
                         ylim=(case.bounds[0][1], case.bounds[1][1]))
         for ax, decoder in zip(row_axes[1:], decoders):
-            vae, history = fit_vae(x_train, case.periodic, latent_dim, decoder, seed=seed,
+            vae, history = fit_vae(x_train, case.periodic, n_components, decoder, seed=seed,
                                    checkpoint=out / "ckpt" / f"{case.name}_{decoder}.ckpt",
-                                   show_progress=show_progress, **training)
-            metrics = evaluate(vae, x_test, case.reduced_energy, seed=seed)
+                                   progress=progress, **training)
+            metrics = score(vae, x_test, case.reduced_energy, seed=seed)
             rows.append({"case": case.name, "decoder": decoder, **case.info, **metrics, "final": history[-1]})
             gx, gy, values = latent_map(vae, *case.bounds, observation=case.observation)
             image = ax.contourf(gx, gy, values, levels=30, cmap="viridis")
@@ -110,10 +111,10 @@ def study_parser(description: str, out: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_from_arguments(cases: Sequence[ToyCase], args: argparse.Namespace, latent_dim: int) -> list[dict]:
+def run_from_arguments(cases: Sequence[ToyCase], args: argparse.Namespace, n_components: int) -> list[dict]:
     """:func:`run_toy_study` with the options of :func:`study_parser` (50 hidden units, as in the paper)."""
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    return run_toy_study(cases, args.decoders, args.out, latent_dim=latent_dim, n_test=args.n_test, seed=args.seed,
-                         show_progress=not args.quiet, beta=args.beta, epochs=args.epochs,
+    return run_toy_study(cases, args.decoders, args.out, n_components=n_components, n_test=args.n_test, seed=args.seed,
+                         progress=not args.quiet, beta=args.beta, epochs=args.epochs,
                          anneal_epochs=args.anneal, lr=args.lr, encoder_hidden=(50, 50), decoder_hidden=(50, 50))

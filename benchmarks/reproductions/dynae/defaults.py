@@ -1,12 +1,12 @@
 """Acceptance of DynAE's default settings on alanine dipeptide: `dynae.fit` with nothing but the features.
 
-1 ns of alanine dipeptide (OBC2, 300 K, frames every 0.2 ps, as examples/dynae_alanine.py simulates it), 10
+1 ns of alanine dipeptide (OBC2, 300 K, frames every 0.2 ps, as benchmarks/reproductions/dynae/alanine.py simulates it), 10
 heavy atoms' Cartesians Kabsch-aligned to the reference structure, train on the first 80 % of frames, score on
 the last 20 % the R² of a 10-nearest-neighbour regressor from z to (sin φ, cos φ) and to (sin ψ, cos ψ).
 Passes when every seed reaches ≥ 0.9 for both; exits 1 otherwise. Training runs on one torch thread.
 
-    python benchmarks/dynae_defaults.py                                    # simulates 1 ns first (≈ 1–4 min)
-    python benchmarks/dynae_defaults.py --trajectory runs/ala2-1ns.dcd     # reuse a DCD (+ .pdb beside it)
+    python benchmarks/reproductions/dynae/defaults.py                                    # simulates 1 ns first (≈ 1–4 min)
+    python benchmarks/reproductions/dynae/defaults.py --trajectory runs/ala2-1ns.dcd     # reuse a DCD (+ .pdb beside it)
 
 Other options of dynae.fit can be tried with --set, e.g. ``--set epochs=12`` (the old default).
 """
@@ -63,7 +63,7 @@ def main() -> int:
     rows = []
     for seed in args.seeds:
         started = time.perf_counter()
-        result = dynae.train(trajectory[:split], features=features, seed=seed, show_progress=False, **options)
+        result = dynae.train(trajectory[:split], features=features, seed=seed, progress=False, **options)
         seconds = time.perf_counter() - started
         z_train, z_test = result.encode(trajectory[:split].xyz), result.encode(trajectory[split:].xyz)
         scores = {name: knn_r2(z_train, target[:split], z_test, target[split:], k=10)

@@ -10,9 +10,9 @@ Data: exact Boltzmann samples of the potential (grid sampler, :func:`cvplug.plug
 or a trajectory written by ``cvplug simulate mueller-brown`` (``--trajectory runs/mb.npz``; frames should be
 decorrelated and cover both basins). Everything is resumable: rerun the same command after an interruption.
 
-    python examples/flowvae_mueller_brown.py --out runs/flowvae-mb --seeds 0 1 2
-    python examples/flowvae_mueller_brown.py --out runs/flowvae-mb --betas 0 1     # only the acceptance table
-    python examples/flowvae_mueller_brown.py --out runs/flowvae-mb --report-only   # tables and plots
+    python benchmarks/reproductions/flowvae/mueller_brown.py --out runs/flowvae-mb --seeds 0 1 2
+    python benchmarks/reproductions/flowvae/mueller_brown.py --out runs/flowvae-mb --betas 0 1     # only the acceptance table
+    python benchmarks/reproductions/flowvae/mueller_brown.py --out runs/flowvae-mb --report-only   # tables and plots
 
 The acceptance table (``acceptance.md``, printed first): JD_encode and f_acc per decoder at β_reg = 0 and 1,
 mean ± std over seeds, and the paper's three findings checked seed by seed: at β_reg = 1 condind and
@@ -36,7 +36,8 @@ import torch
 from cvplug import systems
 from cvplug.features import Cartesians
 from cvplug.plugins.flowvae import DECODERS, build_vae, fit_vae, make_cv
-from cvplug.plugins.flowvae.report import evaluate, latent_map
+from cvplug.plugins.flowvae import score
+from scoring import latent_map  # beside this script
 from cvplug.plugins.flowvae.toys import grid_sample
 from cvplug.trajectory import load_trajectory
 
@@ -60,7 +61,7 @@ def train_one(args, x_train, decoder: str, seed: int, beta: float, start=None, b
     fresh = start is None
     return fit_vae(x_train, PERIODIC, 1, decoder, beta=beta, epochs=args.epochs if fresh else args.continue_epochs,
                    anneal_epochs=args.anneal, start=start, beta_start=beta_start, lr=args.lr,
-                   batch_size=args.batch_size, seed=seed, show_progress=not args.quiet,
+                   batch_size=args.batch_size, seed=seed, progress=not args.quiet,
                    checkpoint=args.out / "ckpt" / f"{decoder}_s{seed}_b{beta:g}.ckpt",
                    encoder_hidden=(50, 50), decoder_hidden=(50, 50))
 
@@ -84,7 +85,7 @@ def run_seed(args, seed: int) -> None:
                 started = time.time()
                 vae, history = train_one(args, x_train, decoder, seed, beta, previous[1] if carry else None,
                                          previous[0] if carry else 0.0)
-                metrics = evaluate(vae, x_test, spec.toy.u, seed=seed)
+                metrics = score(vae, x_test, spec.toy.u, seed=seed)
                 results[key] = {"decoder": decoder, "seed": seed, "beta": beta, **metrics,
                                 "final": history[-1], "train_seconds": time.time() - started}
                 torch.save(vae.state_dict(), model_path)

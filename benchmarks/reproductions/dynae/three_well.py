@@ -6,8 +6,8 @@ trained for each seed; each latent is scored against the true (x, y) with the re
     L_z = min over rotation/reflection Q, shift b, scale s of E‖s Q z + b − (x, y)‖² / Var(x, y)
 (0 = recovered up to a similarity, 1 = no information).
 
-    python examples/dynae_three_well.py --out runs/dynae-three-well            # simulates, then trains 3×3 models
-    python examples/dynae_three_well.py --trajectory tw.npz --out runs/tw       # reuse a trajectory (.npz)
+    python benchmarks/reproductions/dynae/three_well.py --out runs/dynae-three-well            # simulates, then trains 3×3 models
+    python benchmarks/reproductions/dynae/three_well.py --trajectory tw.npz --out runs/tw       # reuse a trajectory (.npz)
 
 Writes results.json (every number, mean ± std), dynae-seed*.pt (exported CVs), latent_*.png (latent coloured by
 x and y), force_field.png (the learned latent force per lag). Re-running resumes from the checkpoints.
@@ -71,7 +71,7 @@ def main() -> None:
             if args.epochs:
                 options["epochs"] = args.epochs
             result = dynae.train(trajectory, 2, args.lag, features=features, model=model, seed=seed,
-                                 checkpoint=out / f"{model}-seed{seed}.ckpt", show_progress=not args.quiet,
+                                 checkpoint=out / f"{model}-seed{seed}.ckpt", progress=not args.quiet,
                                  **options)
             z = result.encode(positions)
             error = isometry_mse(z, truth, scale=True, relative=True)

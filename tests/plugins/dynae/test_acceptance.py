@@ -1,8 +1,8 @@
 """DynAE scientific check (slow): on the three-well potential seen through (x, y) → (x, y + x²), the DynAE latent
 recovers (x, y) up to a similarity and a plain autoencoder does not.
 
-A cheap version of examples/dynae_three_well.py (40k instead of 150k frames, fewer and smaller steps); the full
-acceptance numbers come from the example.
+A cheap version of benchmarks/reproductions/dynae/three_well.py (40k instead of 150k frames, fewer and smaller steps); the full
+acceptance numbers come from that script.
 """
 import pytest
 import torch
@@ -27,7 +27,7 @@ def test_three_well_latent_is_isometric_to_the_truth_and_the_autoencoder_is_not(
         positions = torch.nn.functional.pad(torch.as_tensor(trajectory.x), (0, 1)).unsqueeze(1)
         errors = {}
         for model, options in (("dynae", dict(learning_rate=5e-3, groups=8)), ("autoencoder", {})):
-            result = dynae.train(trajectory, 2, 1, features=features, model=model, seed=0, show_progress=False,
+            result = dynae.train(trajectory, 2, 1, features=features, model=model, seed=0, progress=False,
                                  **options)
             errors[model] = isometry_mse(result.encode(positions), trajectory.x, scale=True, relative=True)
     finally:

@@ -4,7 +4,7 @@ One epoch is ⌈pairs / (groups · batch)⌉ steps, so the old fixed 12 epochs g
 dipeptide (4000 pairs) and a latent that missed φ or ψ. The slow test is the issue's acceptance on a cheaper
 trajectory: ``dynae.fit(frames, features=...)`` with nothing else reaches a 10-nearest-neighbour R² ≥ 0.9 from
 z to (sin, cos) of φ and of ψ on held-out frames, after 0.5 ns (≈ 1 min here on one thread). The full
-three-seed acceptance on 1 ns is ``python benchmarks/dynae_defaults.py``.
+three-seed acceptance on 1 ns is ``python benchmarks/reproductions/dynae/defaults.py``.
 """
 import math
 
@@ -19,13 +19,7 @@ from cvplug.plugins import dynae
 from cvplug.simulate import make_simulation, simulate
 from cvplug.trajectory import load_trajectory
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is fastest
 
 
 def random_walk(frames: int) -> np.ndarray:
@@ -40,7 +34,7 @@ def random_walk(frames: int) -> np.ndarray:
 ])
 def test_default_epochs_give_at_least_min_steps(frames, options, epochs):
     result = dynae.train(random_walk(frames), 2, 1, features=Cartesians([0]), groups=4, batch=8,
-                         show_progress=False, **options)
+                         progress=False, **options)
     assert result.settings.epochs == epochs and len(result.history) == epochs
     assert dynae.Settings().epochs is None
 
@@ -55,7 +49,7 @@ def test_default_fit_learns_phi_and_psi_of_alanine_dipeptide(tmp_path):
     heavy = list(spec.extras["heavy_atoms"])
     features = Cartesians(heavy, reference=torch.tensor(spec.positions[heavy], dtype=torch.float32))
 
-    cv = dynae.fit(trajectory[:split], features=features, show_progress=False)  # seed 0; all else default
+    cv = dynae.fit(trajectory[:split], features=features, progress=False)  # seed 0; all else default
 
     with torch.no_grad():
         z = cv(torch.as_tensor(trajectory.xyz)).double().numpy()

@@ -5,7 +5,7 @@ Gaussians at ±(1.5, 1.5)) from cvplug.systems, exact samples (grid sampler), ev
 table reports JD_encode per latent dimension (how many are used), the total correlation of the aggregate
 posterior (are the used ones independent?), JD_prior and f_acc (VAE-MC acceptance with the exact energy).
 
-    python examples/flowvae_gaussians.py --out runs/flowvae-gaussians
+    python benchmarks/reproductions/flowvae/gaussians.py --out runs/flowvae-gaussians
 
 Outputs in ``--out``: ``table.md``, ``results.json``, ``study.png`` (first latent over the plane, with samples
 drawn from the VAE), ``ckpt/`` (resumable training).
@@ -13,7 +13,7 @@ drawn from the VAE), ``ckpt/`` (resumable training).
 from __future__ import annotations
 
 from cvplug import systems
-from cvplug.plugins.flowvae.study import ToyCase, run_from_arguments, study_parser
+from toy_study import ToyCase, run_from_arguments, study_parser
 from cvplug.plugins.flowvae.toys import grid_sample
 
 BOUNDS = ((-4.5, -4.5), (4.5, 4.5))
@@ -26,7 +26,7 @@ def main() -> None:
         spec = systems.load(name)
         xy = grid_sample(spec.toy.u, *BOUNDS, args.n_train + args.n_test, spacing=0.01, seed=args.seed)
         cases.append(ToyCase(name, xy, spec.toy.u, BOUNDS))
-    run_from_arguments(cases, args, latent_dim=2)
+    run_from_arguments(cases, args, n_components=2)
 
 
 if __name__ == "__main__":

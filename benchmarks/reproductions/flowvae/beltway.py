@@ -6,7 +6,7 @@ to the VAE as (x, y) or as (r, θ) with θ periodic (sin/cos into the encoder, v
 energy in polar coordinates carries −log r). With one latent dimension the VAE must choose between the lane
 (discrete) and the angle (continuous, periodic); the decoder and the input representation decide which.
 
-    python examples/flowvae_beltway.py --out runs/flowvae-beltway
+    python benchmarks/reproductions/flowvae/beltway.py --out runs/flowvae-beltway
 
 Outputs in ``--out``: ``table.md``, ``results.json``, ``study.png`` (first latent over the plane, with samples
 drawn from the VAE), ``ckpt/``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from cvplug.plugins.flowvae.study import ToyCase, run_from_arguments, study_parser
+from toy_study import ToyCase, run_from_arguments, study_parser
 from cvplug.plugins.flowvae.toys import BELTWAY_BOUNDS, PolarCoordinates, beltway_u, grid_sample, polar_reduced_energy
 
 
@@ -31,7 +31,7 @@ def main() -> None:
     cases = [ToyCase("cartesian", xy, beltway_u, BELTWAY_BOUNDS),
              ToyCase("polar", xy, polar_reduced_energy(beltway_u), BELTWAY_BOUNDS, periodic=(False, True),
                      observation=PolarCoordinates(), to_cartesian=polar_to_cartesian)]
-    run_from_arguments(cases, args, latent_dim=args.latent_dim)
+    run_from_arguments(cases, args, n_components=args.n_components)
 
 
 if __name__ == "__main__":

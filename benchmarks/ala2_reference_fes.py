@@ -4,7 +4,7 @@ Well-tempered metadynamics on the true backbone dihedrals with OpenMM's own engi
 CustomTorsionForce CVs (fast: no torch), γ = 6, h0 = 1.0 kJ/mol, σ = 0.35 rad every 500 steps, 4 ns by default.
 Convergence is checked by comparing the FES along φ at the half-way point with the final one (printed).
 Writes systems/data/ala2-implicit-fes-reference.npz: axes phi, psi (rad), free_energy [phi, psi] (kJ/mol,
-minimum 0), fes_phi (kJ/mol along phi), settings. Run: `python examples/ala2_reference_fes.py [--ns 4]`.
+minimum 0), fes_phi (kJ/mol along phi), settings. Run: `python benchmarks/ala2_reference_fes.py [--ns 4]`.
 """
 from __future__ import annotations
 

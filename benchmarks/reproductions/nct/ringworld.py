@@ -8,7 +8,7 @@ Mardia's, which measures cos/sin-like dependence); and the Pearson correlation w
 and over those more than 20° away from Q1's branch cut. (A flow maps the plane onto itself smoothly, so it must
 cut the ring open somewhere; near the cut no coordinate can follow the radius.)
 
-    python examples/nct_ringworld.py --out runs/nct-ring [--seed 0]      # ≈ 7 minutes on one core
+    python benchmarks/reproductions/nct/ringworld.py --out runs/nct-ring [--seed 0]      # ≈ 7 minutes on one core
 
 Defaults (12 coupling layers, 20000 steps) are those of the README's table: with the earlier 8 layers and 2000
 steps the transition band at the cut was wide enough to pull Q2's overall radius correlation down to ≈ 0.70.
@@ -26,9 +26,8 @@ import numpy as np
 import torch
 
 from cvplug import systems
-from cvplug.metrics import circular_linear_correlation
+from cvplug.metrics import circular_linear_correlation, unwrapped_angle_correlation
 from cvplug.plugins.nct import fit_nct
-from cvplug.plugins.nct.analysis import unwrapped_angle_correlation
 
 RADIUS, WIDTH2 = 2.0, 0.16   # u = (r − 2)²/(2·0.16)
 

@@ -8,8 +8,8 @@ latent force field separates the α_R and β basins is checked by following the 
 z ← z + f(z) from every test frame: each frame ends at an attractor of the force field, and we report how
 purely the attractors sort α_R frames from β frames.
 
-    python examples/dynae_alanine.py --out runs/dynae-ala2                    # simulates 1 ns first (≈ 5 min)
-    python examples/dynae_alanine.py --trajectory ala2.dcd --out runs/ala2    # reuse a DCD (+ .pdb beside it)
+    python benchmarks/reproductions/dynae/alanine.py --out runs/dynae-ala2                    # simulates 1 ns first (≈ 5 min)
+    python benchmarks/reproductions/dynae/alanine.py --trajectory ala2.dcd --out runs/ala2    # reuse a DCD (+ .pdb beside it)
 
 Finally the seed-0 CV is exported and biased for a short well-tempered metadynamics run through
 `cvplug bias` (``--bias-steps``, 0 to skip). Writes results.json, dynae-seed*.pt, latent.png,
@@ -109,7 +109,7 @@ def main() -> None:
     runs = []
     for seed in args.seeds:
         result = dynae.train(train_frames, 2, args.lag, features=features, seed=seed, d_min=args.d_min,
-                             checkpoint=out / f"dynae-seed{seed}.ckpt", show_progress=not args.quiet,
+                             checkpoint=out / f"dynae-seed{seed}.ckpt", progress=not args.quiet,
                              **{**SETTINGS, "epochs": args.epochs})
         z_train, z_test = result.encode(train_frames.xyz), result.encode(test_frames.xyz)
         ends = attractors(result, z_test)

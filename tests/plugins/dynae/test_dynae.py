@@ -15,14 +15,7 @@ from cvplug.plugins.dynae import (BinSampler, Pairs, assign, bin_probabilities, 
 from cvplug.simulate import simulate
 from cvplug.trajectory import load_trajectory, trajectory_positions
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The networks are tiny: one thread is fastest, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: one thread is fastest
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +31,7 @@ def observed():
     return dynae.Observed(Cartesians([0], components=(0, 1)), dynae.ParabolicWarp())
 
 
-QUICK = dict(epochs=3, groups=4, batch=32, show_progress=False)
+QUICK = dict(epochs=3, groups=4, batch=32, progress=False)
 
 
 # --- sliced-Wasserstein distance -------------------------------------------------------------------------------
@@ -192,7 +185,7 @@ def test_the_registry_fit_gives_a_cv_that_exports_bit_identically(three_well, tm
 
     spec = systems.load(three_well.system)
     data = TrainingData.from_trajectories([trajectory_positions(three_well, spec)], spec, observed())
-    options = {k: v for k, v in QUICK.items() if k != "show_progress"}
+    options = {k: v for k, v in QUICK.items() if k != "progress"}
     fitted = create("dynae", dict(n_components=2, **options), seed=0, progress=False).fit(data)
     cv = fitted.cv
     assert isinstance(cv, cvplug.CollectiveVariable) and cv.method == "dynae"
@@ -208,14 +201,14 @@ def test_the_registry_fit_gives_a_cv_that_exports_bit_identically(three_well, tm
     (dict(model="pca"), "model must be one of"),
     (dict(lag=0), "lag must be a positive"),
     (dict(lag=5000), "no pairs at lag"),
-    (dict(latent_dim=0), "latent_dim"),
+    (dict(n_components=0), "n_components"),
     (dict(gamma=0.5), "gamma"),
     (dict(d_min=-1.0), "d_min"),
     (dict(learning_rate=0.0), "learning_rate"),
     (dict(sigma=1.0), "unknown settings"),
 ])
 def test_bad_settings_raise_clear_errors(three_well, options, message):
-    options = {"latent_dim": 2, "lag": 1, **options}
+    options = {"n_components": 2, "lag": 1, **options}
     with pytest.raises(ValueError, match=message):
         dynae.train(three_well, features=observed(), **options, **QUICK)
 

@@ -12,8 +12,8 @@ Each model keeps the parameters of its best validation epoch at β_reg (the flow
 The CV of the BAT model with the highest f_acc is exported (encoder mean, built from cvplug.features plus
 the plugin's Angles feature, so it reads OpenMM positions) and biased with well-tempered metadynamics.
 
-    python examples/flowvae_alanine.py --out runs/flowvae-ala2            # simulates 5 ns first
-    python examples/flowvae_alanine.py --out runs/flowvae-ala2 --trajectory md.dcd --topology md.pdb
+    python benchmarks/reproductions/flowvae/alanine.py --out runs/flowvae-ala2            # simulates 5 ns first
+    python benchmarks/reproductions/flowvae/alanine.py --out runs/flowvae-ala2 --trajectory md.dcd --topology md.pdb
 
 Outputs in ``--out``: ``table.md``, ``results.json``, ``latents.png`` (latents coloured by φ and ψ),
 ``cv_best.pt``, ``metadynamics/`` (colvar, FES, trajectory), ``ckpt/``.
@@ -28,14 +28,13 @@ import mdtraj
 import numpy as np
 import torch
 
-from cvplug import systems
+from cvplug import cli, systems
 from cvplug.analysis import ala2_basins
-from cvplug.bias import run_metadynamics
-from cvplug.cv import load_cv
 from cvplug.features import Cartesians
 from cvplug.metrics import circular_linear_correlation
 from cvplug.plugins.flowvae import DECODERS, BATEnergy, ZMatrix, fit_vae, make_cv
-from cvplug.plugins.flowvae.report import evaluate, markdown_table
+from cvplug.plugins.flowvae import score
+from scoring import markdown_table  # beside this script
 from cvplug.simulate import simulate
 from cvplug.trajectory import load_trajectory
 
@@ -102,8 +101,8 @@ def main() -> None:
             vae, history = fit_vae(x[train], periodic, 2, decoder, beta=args.beta, epochs=args.epochs,
                                    anneal_epochs=args.anneal, lr=args.lr, seed=args.seed, keep_best=True,
                                    checkpoint=args.out / "ckpt" / f"{name}_{decoder}.ckpt",
-                                   show_progress=not args.quiet, encoder_hidden=hidden, decoder_hidden=hidden)
-            metrics = evaluate(vae, x[test], energy if name == "BAT" else None, seed=args.seed)
+                                   progress=not args.quiet, encoder_hidden=hidden, decoder_hidden=hidden)
+            metrics = score(vae, x[test], energy if name == "BAT" else None, seed=args.seed)
             with torch.no_grad():
                 z = vae.encode(x[test])[0].numpy()
             correlation = {f"R(z{k}, {angle})": circular_linear_correlation(values[test.numpy()], z[:, k])
@@ -125,10 +124,11 @@ def main() -> None:
     vae, features, _ = models[("BAT", best["decoder"])]
     cv = make_cv(vae, features, spec.n_atoms, positions=xyz[train],
                  info={"input": "BAT", "beta": args.beta, "f_acc": best["f_acc"]})
-    loaded = load_cv(cv.export(args.out / "cv_best.pt"))
-    result = run_metadynamics(systems.load(SYSTEM), loaded, args.meta_steps, args.out / "metadynamics",
-                              seed=args.seed, threads=args.threads, progress=not args.quiet)
-    biased = mdtraj.load(str(result.trajectory), top=str(result.trajectory.with_suffix(".pdb")))
+    cv_file = cv.export(args.out / "cv_best.pt")
+    bias_out = args.out / "metadynamics"
+    cli.main(["bias", "--system", SYSTEM, "--cv", str(cv_file), "--steps", str(args.meta_steps), "--out", str(bias_out),
+              "--seed", str(args.seed)])
+    biased = mdtraj.load(str(bias_out / "trajectory.dcd"), top=str(bias_out / "trajectory.pdb"))
     basins = ala2_basins(mdtraj.compute_dihedrals(biased, [spec.extras["phi_atoms"]])[:, 0],
                          mdtraj.compute_dihedrals(biased, [spec.extras["psi_atoms"]])[:, 0])
     unbiased = ala2_basins(phi, psi)
