@@ -168,20 +168,44 @@ def options_table(name: str) -> str:
 
 
 def _documented_parameters(method) -> dict[str, str]:
-    """Parameter descriptions from the numpy-style ``Parameters`` sections of the class and its bases."""
-    from griffe import Docstring
+    """Option descriptions (first sentence) from ``name : description`` lines: in the class docstring, then in the
+    docstrings of the objects it refers to (``:class:`Settings```, ``:func:`fit_vae```), then in its bases'."""
+    import sys
 
+    own = inspect.getdoc(method) or ""
+    namespace = vars(sys.modules[method.__module__])
+    referred = [namespace.get(name.split(".")[-1]) for name in re.findall(r":(?:class|func):`~?\.?([\w.]+)`", own)]
+    texts = [own, *(inspect.getdoc(obj) or "" for obj in referred if obj is not None),
+             *(inspect.getdoc(klass) or "" for klass in method.__mro__[1:] if "__doc__" in vars(klass))]
     found: dict[str, str] = {}
-    for klass in method.__mro__:
-        text = inspect.getdoc(klass) if "__doc__" in vars(klass) else None
-        if not text:
-            continue
-        for section in Docstring(text, parser="numpy").parse(warnings=False):
-            if section.kind.value == "parameters":
-                for parameter in section.value:
-                    text = " ".join(f"{parameter.annotation or ''} {parameter.description}".split())
-                    found.setdefault(parameter.name, text)
+    for text in texts:
+        for name, description in _name_colon_lines(text).items():
+            found.setdefault(name, description)
     return found
+
+
+def _name_colon_lines(text: str) -> dict[str, str]:
+    """``name : description`` entries of a docstring (numpy ``Parameters`` style, several names may share one, two
+    entries may share a line), continuation lines indented; each description cut to its first sentence."""
+    entries: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        if line[:1].isspace():
+            for name in current:
+                entries[name].append(line.strip())
+            continue
+        current = []
+        for part in re.split(r"\s{2,}(?=[A-Za-z_][\w, ]* : )", line.strip()):
+            match = re.match(r"^([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*) : (.*)$", part)
+            if match:
+                current = match.group(1).split(", ")
+                for name in current:
+                    entries[name] = [match.group(2)]
+    described = {}
+    for name, lines in entries.items():
+        sentence = re.split(r"(?<=\.)\s", " ".join(lines), maxsplit=1)[0]
+        described[name] = re.sub(r":\w+:`~?\.?([^`]+)`", r"`\1`", sentence).replace("``", "`")
+    return described
 
 
 def cli_reference() -> str:

@@ -91,3 +91,17 @@ def test_public_names_have_docstrings(package):
                if not _documented(obj)]
     assert not errors and not missing, (f"{len(missing)} public functions/classes without a docstring:\n"
                                         + "\n".join(missing) + "".join(f"\ncannot import {e}" for e in errors))
+
+
+def test_plugin_page_example_runs(tmp_path, monkeypatch):
+    """The complete example of "Writing a method plugin" runs as printed (its Python blocks, in order)."""
+    import re
+
+    page = (ROOT / "docs" / "pages" / "methods" / "plugin.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", page, re.S))
+    monkeypatch.chdir(tmp_path)
+    output = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", output)
+    exec(compile(code, "docs/pages/methods/plugin.md", "exec"), {"__name__": "plugin_example"})
+    assert output.getvalue().strip() == "['pc0', 'pc1']"
+    assert (tmp_path / "pca.pt").is_file()
