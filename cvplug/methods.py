@@ -18,7 +18,8 @@ A third party adds a method without touching cvplug: subclass :class:`Method`, t
     mymethod = "mypackage.mymodule:MyMethod"
 
 ``cvplug learn --method mymethod --option key=value`` then builds ``MyMethod(key=value, ...)`` and calls its
-``fit`` after every round. The core never imports a plugin module directly; it asks :func:`get`.
+``fit`` after every round. Within one Python process, :func:`register` does the same without packaging
+(``examples/custom_method.py``). The core never imports a plugin module directly; it asks :func:`get`.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import tomllib
 from importlib.metadata import entry_points
 from typing import Any, Optional
 
-__all__ = ["Method", "NEEDS", "available", "get", "create", "parse_option", "GROUP"]
+__all__ = ["Method", "NEEDS", "available", "get", "create", "register", "parse_option", "GROUP"]
 
 GROUP = "cvplug.methods"
 
@@ -90,13 +91,35 @@ class Method:
         return Path(self.work_dir) / filename if self.work_dir is not None else None
 
 
+_REGISTERED: dict[str, type[Method]] = {}
+
+
+def register(method: type[Method]) -> type[Method]:
+    """Register a :class:`Method` subclass under its ``name`` for this Python process (usable as a class
+    decorator); it then works with :func:`get`, :func:`create` and :func:`available` like an installed plugin.
+    A name already registered or installed raises ValueError. ``examples/custom_method.py`` shows it at work.
+    """
+    if not (isinstance(method, type) and issubclass(method, Method)):
+        raise TypeError(f"register() takes a subclass of cvplug.methods.Method, got {method!r}")
+    if not method.name or not method.name.replace("-", "_").isidentifier():
+        raise ValueError(f"a method needs a name of letters, digits, '_' or '-', got {method.name!r}")
+    if method.name in available():
+        raise ValueError(f"a CV method named {method.name!r} is already registered ({available()[method.name]})")
+    _REGISTERED[method.name] = method
+    return method
+
+
 def available() -> dict[str, str]:
-    """Registered method names → the entry point's target (``module:object``)."""
-    return {ep.name: ep.value for ep in entry_points(group=GROUP)}
+    """Registered method names → where the class lives (``module:object``): installed entry points and the
+    classes given to :func:`register`."""
+    registered = {name: f"{m.__module__}:{m.__qualname__}" for name, m in _REGISTERED.items()}
+    return {**{ep.name: ep.value for ep in entry_points(group=GROUP)}, **registered}
 
 
 def get(name: str) -> type[Method]:
     """The method class registered as ``name``; unknown names raise ValueError listing the known ones."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     matches = [ep for ep in entry_points(group=GROUP) if ep.name == name]
     if not matches:
         known = ", ".join(sorted(available())) or "none installed"
