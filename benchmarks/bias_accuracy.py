@@ -16,7 +16,7 @@ import torch
 
 from cvplug import CollectiveVariable, systems
 from cvplug.analysis import fes_rms_error
-from cvplug.bias import run_metadynamics
+from cvplug.metad import run_metadynamics
 from cvplug.features import Cartesians
 
 VARIANTS = {  # name: (engine, stride, dynamics, steps)

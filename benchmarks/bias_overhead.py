@@ -7,7 +7,7 @@ deposition every 400 steps; the "hills" variants start with --hills hills alread
   openmm               OpenMM's Metadynamics; one TorchForce per component in its CustomCVForce (the straightforward way)
   openmm stride 4      the same, bias force applied every 4 steps (MTSLangevinIntegrator outer step)
   hills, TorchScript   cvplug's engine, one PythonForce: CV by TorchScript autograd, bias summed over all hills
-  hills                cvplug's engine as it runs: CV in NumPy (cvplug.evaluate), bias from the grid (cvplug.hills_grid)
+  hills                cvplug's engine as it runs: CV in NumPy (cvplug.metad.fastcv), bias from the grid (cvplug.metad.grid)
   hills stride k       the same, bias applied every k steps
   native torsion       (phi, psi) as CustomTorsionForces under OpenMM's Metadynamics (no torch; for scale)
 Timings are interleaved (every variant once per repeat) and each ratio is the median over repeats of
@@ -29,8 +29,8 @@ import openmm.app as app
 import openmm.unit as unit
 
 from cvplug import CollectiveVariable, Normalization, load_cv, systems
-from cvplug.bias import bias_grid, build_metadynamics
-from cvplug.evaluate import torch_evaluator
+from cvplug.metad import WellTempered, build_metadynamics
+from cvplug.metad.fastcv import torch_evaluator
 from cvplug.features import Cartesians
 from cvplug.selection import parse_features
 from cvplug.simulate import make_simulation
@@ -75,7 +75,7 @@ def variants(name: str, cv_file, threads: int, hills: int, platform: str):
         run = build_metadynamics(spec, cv, engine=engine, stride=stride, frequency=400, threads=threads,
                                  platform=platform)
         if engine == "hills":
-            ranges = np.array(bias_grid(cv, None, None)[0])
+            ranges = np.array(WellTempered().grid(cv)[0])
             for center in np.random.default_rng(0).uniform(ranges[:, 0], ranges[:, 1], (hills, len(ranges))):
                 run.engine.bias.deposit(center)
         if label == "hills, TorchScript":

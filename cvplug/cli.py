@@ -128,22 +128,30 @@ def _simulate(args) -> None:
     print(f"trajectory written to {path}")
 
 
+def _well_tempered(args):
+    """The metadynamics settings the arguments give (:class:`cvplug.metad.WellTempered`)."""
+    from .metad import WellTempered
+
+    return WellTempered.from_options(height=args.height, bias_factor=args.bias_factor, frequency=args.frequency,
+                                     ranges=args.range, widths=args.width, stride=args.stride,
+                                     engine=getattr(args, "engine", None))
+
+
 def _bias(args) -> None:
     from .attach import check_compatible
-    from .bias import run_metadynamics
     from .cv import load_cv
+    from .metad import run_metadynamics
+    from .runs import walker_name
 
     cv = load_cv(args.cv)
+    settings = _well_tempered(args)
+    settings.grid(cv)
     spec = _spec(args)
     check_compatible(spec.system, cv, spec.topology)
     save_atoms = _save_atoms(args, spec)
-    from .runs import walker_name
-
     _minimize(args, spec)
     run_file = Path(args.out) / walker_name(RUN_FILE, args.walker)
-    result = run_metadynamics(spec, cv, args.steps, args.out, bias_factor=args.bias_factor, height=args.height,
-                              frequency=args.frequency, ranges=args.range, widths=args.width,
-                              report_every=args.report_every, engine=args.engine, stride=args.stride,
+    result = run_metadynamics(spec, cv, args.steps, args.out, settings, report_every=args.report_every,
                               walker=args.walker, seed=args.seed, platform=args.platform, save_atoms=save_atoms,
                               overwrite=args.overwrite, on_start=lambda: _write_run_file(args, run_file))
     print(f"bias, colvar.dat, fes.npz, fes.png and the trajectory are in {result.out_dir}")
@@ -155,9 +163,7 @@ def _learn(args) -> None:
     settings = LearnSettings(method=args.method, rounds=args.rounds, steps_per_round=args.steps,
                              report_every=args.report_every, n_components=args.n_components, lag=args.lag,
                              features=tuple(args.features or ()), save_atoms=args.save_atoms,
-                             bias_factor=args.bias_factor, height=args.height, frequency=args.frequency,
-                             widths=args.width, ranges=[list(r) for r in args.range] if args.range else None,
-                             stride=args.stride, seed=args.seed, platform=args.platform,
+                             bias=_well_tempered(args), seed=args.seed, platform=args.platform,
                              method_options=dict(args.option or {}))
     settings.check()
     spec = _spec(args)
@@ -251,7 +257,10 @@ def _run_options(p, steps: int, report_every: int) -> None:
                         "it (or refusing it, when its settings differ)")
 
 
-def _bias_options(p, defaults) -> None:
+def _bias_options(p) -> None:
+    from .metad import WellTempered
+
+    defaults = WellTempered()
     group = p.add_argument_group("well-tempered metadynamics")
     group.add_argument("--bias-factor", type=_positive_float, default=defaults.bias_factor,
                        help="bias factor γ > 1 (default %(default)s)")
@@ -264,12 +273,14 @@ def _bias_options(p, defaults) -> None:
                             "negative (default: from the CV)")
     group.add_argument("--width", type=_positive_float, action="append",
                        help="Gaussian width of a component, CV units (repeat; default: from the CV)")
-    group.add_argument("--stride", type=_positive_int, default=1,
+    group.add_argument("--stride", type=_positive_int, default=defaults.stride,
                        help="apply the bias every STRIDE steps (MTS Langevin; default %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cvplug`` argument parser (every subcommand and option, each with its help)."""
     from .learn import LearnSettings
+    from .metad import WellTempered
 
     learn_defaults = LearnSettings()
     parser = argparse.ArgumentParser(prog="cvplug", description="Machine-learned collective variables for OpenMM.")
@@ -288,8 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     _run_options(p, 100_000, 500)
     p.add_argument("--out", default="bias-output", help="output folder; a second run resumes it "
                                                         "(default %(default)s)")
-    _bias_options(p, learn_defaults)
-    p.add_argument("--engine", choices=["hills", "openmm"], default="hills",
+    _bias_options(p)
+    p.add_argument("--engine", choices=["hills", "openmm"], default=WellTempered.engine,
                    help="hills: CV and bias in one PythonForce (default); openmm: OpenMM's Metadynamics")
     p.add_argument("--walker", type=int, default=0, help="walker index; walkers sharing --out share the bias")
     p.set_defaults(run=_bias)
@@ -310,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CV components (default %(default)s)")
     p.add_argument("--lag", type=_positive_int, default=learn_defaults.lag,
                    help="frames between the members of a training pair (default %(default)s)")
-    _bias_options(p, learn_defaults)
+    _bias_options(p)
     p.add_argument("--out", help="output folder; a second run resumes it (required)")
     p.set_defaults(run=_learn)
 

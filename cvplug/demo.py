@@ -19,20 +19,21 @@ import torch
 
 from cvplug import systems
 from .analysis import ala2_basins, fes_rms_error, histogram_fes, project_fes, reference_fes_phi
-from .bias import run_metadynamics
-from .cv import ANGLE, CollectiveVariable, load_cv
+from .cv import ANGLE, CollectiveVariable
 from .features import Dihedrals
-from .learn import LearnSettings, learn, round_frames
+from .learn import LearnSettings, prepare
+from .metad import run_metadynamics
 from .metrics import circular_linear_correlation
 from .plots import plot_fes
+from .trajectory import load_trajectory
 
 __all__ = ["phi_psi_cv", "run_demo", "DEFAULT", "FULL"]
 
 SYSTEM = "ala2-implicit"
 FEATURES = ("positions:not element H",)  # aligned heavy-atom Cartesians: the CV is not told about φ or ψ
-# steps of 2 fs; height kJ/mol; frequency = MD steps between hills; stride = MD steps between bias evaluations
-DEFAULT = dict(rounds=4, steps_per_round=50_000, report_every=50, stride=1, height=2.0, frequency=100,
-               bias_factor=10.0)                                                  # 0.4 ns in all
+# steps of 2 fs; height kJ/mol; frequency = MD steps between hills; stride = MD steps between bias evaluations.
+# DEFAULT biases with the defaults of cvplug.metad.WellTempered.
+DEFAULT = dict(rounds=4, steps_per_round=50_000, report_every=50, stride=1)       # 0.4 ns in all
 FULL = dict(rounds=6, steps_per_round=250_000, report_every=100, stride=1, height=1.5, frequency=200,
             bias_factor=8.0)                                                      # 3 ns in all
 
@@ -48,17 +49,17 @@ def _frames(out_dir: Path, method: str, spec, settings: dict, seed: int, platfor
     """Run the sampling; returns (positions of the biased frames, their weights, the final CV or None)."""
     if method == "analytic":
         steps = settings["rounds"] * settings["steps_per_round"]
-        run_metadynamics(spec, phi_psi_cv(spec), steps, out_dir / "analytic", widths=[0.35, 0.35], seed=seed,
-                         platform=platform, progress=progress,
-                         **{k: v for k, v in settings.items() if k not in ("rounds", "steps_per_round")})
-        positions, weights = round_frames(out_dir / "analytic", spec)
-        return positions, weights, None
-    learn(SYSTEM, out_dir / "learn", LearnSettings(method=method, seed=seed, platform=platform, features=FEATURES,
-                                                   **settings), progress=progress)
-    rounds = [round_frames(out_dir / "learn" / f"round_{k}", spec) for k in range(1, settings["rounds"])]
-    positions = np.concatenate([p for p, _ in rounds])
-    weights = np.concatenate([w for _, w in rounds]) / len(rounds)
-    return positions, weights, load_cv(out_dir / "learn" / f"round_{settings['rounds'] - 1}" / "cv.pt")
+        result = run_metadynamics(spec, phi_psi_cv(spec), steps, out_dir / "analytic", widths=[0.35, 0.35],
+                                  seed=seed, platform=platform, progress=progress,
+                                  **{k: v for k, v in settings.items() if k not in ("rounds", "steps_per_round")})
+        positions = load_trajectory(result.trajectory).xyz
+        return positions, result.reweighting_factors(), None
+    run = prepare(SYSTEM, out_dir / "learn", LearnSettings(method=method, seed=seed, platform=platform,
+                                                           features=FEATURES, **settings), progress=progress)
+    run.run()
+    positions = np.concatenate(run.frames[1:])  # the biased rounds
+    weights = np.concatenate(run.weights[1:]) / (len(run.weights) - 1)
+    return positions, weights, run.cv
 
 
 def run_demo(out_dir="demo-output", method: str = "dynae", full: bool = False, seed: int = 0,

@@ -12,10 +12,12 @@ CV learned after round k − 1, started from the final state of round k − 1. A
   that round (the static-bias reweighting of well-tempered metadynamics); unbiased frames have weight 1;
 - data-free methods (reverse-KL) learn from the force field and may use the frames where they have a data option.
 
-The bias is carried from round to round: the hills of the earlier rounds are deposited again, in their order, at
-the *new* CV values of the configurations where they were deposited, with the well-tempered heights this replay
-gives (:meth:`cvplug.hills.HillsBias.redeposit`), and start round k as ``hills/hills.inherited.npy``, so
-exploration accumulates instead of restarting with each new CV.
+The bias is carried from round to round in memory: the hills of the earlier rounds are deposited again, in their
+order, at the *new* CV values of the configurations where they were deposited (the frames at each deposition),
+with the well-tempered heights this replay gives (:meth:`cvplug.metad.hills.HillsBias.redeposit`), and start
+round k as the bias engine's inherited hills (kept in ``hills/inherited.npy`` for analysis), so exploration
+accumulates instead of restarting with each new CV. The CV, the frames and their weights pass from round to round
+as objects; files are read only to resume an interrupted run.
 
 Each round writes ``round_<k>/``: the trajectory (the atoms of ``save_atoms`` only), ``colvar.dat``, the bias,
 ``cv.pt`` (the CV learned after it), ``fes_cv.npz``/``fes_cv.png`` (free energy along the learned CV, kT) and
@@ -31,9 +33,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -44,13 +45,13 @@ import torch
 
 from cvplug import systems
 from . import methods
-from .bias import bias_grid, reweighting_factors, run_metadynamics
 from .cv import load_cv
 from .data import TrainingData, full_positions
 from .features import Dihedrals, Feature, default_features
-from .hills import HillsBias
+from .metad import HillsBias, WellTempered, reweighting_factors, run_metadynamics
+from .metad.settings import cv_periods
 from .report import plot_round_fes, round_report
-from .runs import claim, move_folder_aside, read_json, system_identity, write_atomic, write_json
+from .runs import claim, move_folder_aside, positive_int, read_json, system_identity, write_json
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
 from .simulate import simulate
 from .trajectory import load_trajectory
@@ -59,12 +60,15 @@ __all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "round_frames", "fea
            "resolve_save_atoms"]
 
 
-@dataclass
+@dataclass(init=False)
 class LearnSettings:
     """Settings of a learn run; steps are MD steps of the system's timestep.
 
-    The metadynamics defaults (height 2 kJ/mol every 100 steps, bias factor 10, 0.1 ns rounds) take alanine
-    dipeptide out of its starting basin within the first biased rounds (README, "Your own system").
+    ``bias`` holds the metadynamics settings (:class:`cvplug.metad.WellTempered`, ``"hills"`` engine); its fields
+    may also be given directly: ``LearnSettings(height=0.5)`` is ``LearnSettings(bias=WellTempered(height=0.5))``.
+
+    >>> LearnSettings(method="tica", frequency=200).bias.frequency
+    200
     """
 
     method: str = "dynae"
@@ -75,33 +79,32 @@ class LearnSettings:
     lag: int = 1                         # frames between the two members of a training pair
     features: tuple = ()                 # feature specs (cvplug.selection); empty: the system's default
     save_atoms: Optional[str] = None     # mdtraj selection stored in trajectories; None: all but water and ions
-    bias_factor: float = 10.0
-    height: float = 2.0                  # kJ/mol
-    frequency: int = 100                 # MD steps between hills
-    widths: Optional[list] = None        # Gaussian widths per component (CV units); None: from the CV
-    ranges: Optional[list] = None        # bias grid (lower, upper) per component; None: from the CV
-    stride: int = 1                      # MD steps between bias force evaluations
     seed: int = 0
     platform: str = "CPU"
     method_options: dict = field(default_factory=dict)
+    bias: WellTempered = WellTempered()  # well-tempered metadynamics of the biased rounds
+
+    def __init__(self, bias: Optional[WellTempered] = None, **options):
+        bias_options = {k: options.pop(k) for k in WellTempered.field_names() if k in options}
+        own = [f for f in fields(LearnSettings) if f.name != "bias"]
+        unknown = set(options) - {f.name for f in own}
+        if unknown:
+            raise TypeError(f"unknown learn settings: {', '.join(sorted(unknown))}")
+        for f in own:
+            setattr(self, f.name, options.get(f.name, f.default_factory() if f.default is MISSING else f.default))
+        self.bias = WellTempered.from_options(bias, **bias_options)
 
     def check(self) -> None:
-        """Raise ValueError naming the first setting out of range."""
-        for name in ("rounds", "steps_per_round", "report_every", "n_components", "lag", "frequency", "stride"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("height", "bias_factor"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-        if self.bias_factor <= 1:
-            raise ValueError(f"bias_factor must be > 1 for well-tempered metadynamics, got {self.bias_factor}")
-        if self.steps_per_round % self.report_every or self.frequency % self.report_every:
-            raise ValueError(f"steps_per_round ({self.steps_per_round}) and frequency ({self.frequency}) must be "
-                             f"multiples of report_every ({self.report_every})")
-        if self.report_every % self.stride:
-            raise ValueError(f"report_every ({self.report_every}) must be a multiple of stride ({self.stride})")
+        """Raise ValueError naming the first setting out of range (the bias settings check themselves)."""
+        for name in ("rounds", "steps_per_round", "report_every", "n_components", "lag"):
+            positive_int(name, getattr(self, name))
+        if self.bias.engine != "hills":
+            raise ValueError("the learn loop carries its hills from round to round: it needs engine='hills'")
+        if self.steps_per_round % self.report_every or self.bias.frequency % self.report_every:
+            raise ValueError(f"steps_per_round ({self.steps_per_round}) and frequency ({self.bias.frequency}) must "
+                             f"be multiples of report_every ({self.report_every})")
+        if self.report_every % self.bias.stride:
+            raise ValueError(f"report_every ({self.report_every}) must be a multiple of stride ({self.bias.stride})")
 
 
 def feature_specs(spec, specs=()) -> list[str]:
@@ -129,22 +132,30 @@ def resolve_save_atoms(spec, selection: Optional[str] = None) -> Optional[np.nda
     return None if len(atoms) == spec.n_atoms else np.asarray(sorted(atoms), dtype=np.int64)
 
 
-def round_frames(round_dir, spec) -> tuple[np.ndarray, np.ndarray]:
-    """One round's frames [frames, saved atoms, 3] (nm, float32; the atoms of
-    :func:`cvplug.trajectory.saved_atoms`, all for toys) and their reweighting factors (sum 1)."""
-    round_dir = Path(round_dir)
+def _trajectory_frames(path: Path, spec) -> np.ndarray:
+    """The frames [frames, saved atoms, 3] (nm, float32) of a trajectory written by a round."""
     if spec.toy is not None:
-        trajectory = load_trajectory(round_dir / "trajectory.npz")
-        frames = np.stack([spec.toy.positions(x) for x in trajectory.x]).astype(np.float32)
-    else:
-        frames = load_trajectory(round_dir / "trajectory.dcd").xyz
-    if not (round_dir / "metadynamics.json").exists():
-        return frames, np.full(len(frames), 1.0 / len(frames))
-    weights = reweighting_factors(round_dir)
+        trajectory = load_trajectory(path.with_suffix(".npz"))
+        return np.stack([spec.toy.positions(x) for x in trajectory.x]).astype(np.float32)
+    return load_trajectory(path.with_suffix(".dcd")).xyz
+
+
+def _matched(round_dir: Path, frames: np.ndarray, weights: np.ndarray) -> np.ndarray:
     if len(weights) != len(frames):
         raise ValueError(f"{round_dir}: {len(weights)} colvar lines but {len(frames)} frames; the run was "
                          "interrupted between writing them — rerun the same command to complete it")
-    return frames, weights
+    return weights
+
+
+def round_frames(round_dir, spec) -> tuple[np.ndarray, np.ndarray]:
+    """One finished round's frames [frames, saved atoms, 3] (nm, float32; the atoms of
+    :func:`cvplug.trajectory.saved_atoms`, all for toys) and their reweighting factors (sum 1), read from its
+    folder (a learn run reads them only to resume)."""
+    round_dir = Path(round_dir)
+    frames = _trajectory_frames(round_dir / "trajectory", spec)
+    if not (round_dir / "metadynamics.json").exists():
+        return frames, np.full(len(frames), 1.0 / len(frames))
+    return frames, _matched(round_dir, frames, reweighting_factors(round_dir))
 
 
 class _Run:
@@ -157,6 +168,7 @@ class _Run:
         self.atoms = resolve_save_atoms(spec, settings.save_atoms)
         self.frames: list[np.ndarray] = []
         self.weights: list[np.ndarray] = []
+        self.cv = None  # the CV learned after the last round run
         self.method(0, None)  # options and system checked before any MD runs
         TrainingData(spec, self.features, atoms=self.atoms)  # the features read saved atoms only
         self.phi = None
@@ -175,13 +187,13 @@ class _Run:
         return self.out_dir / f"round_{k}"
 
     def read_round(self, k: int) -> None:
-        """Append round k's frames (saved atoms, nm) and reweighting factors."""
+        """Append finished round k's frames (saved atoms, nm) and reweighting factors, read from its folder."""
         frames, weights = round_frames(self.round_dir(k), self.spec)
         self.frames.append(frames)
         self.weights.append(weights)
 
     def start_spec(self, k: int):
-        """A copy of the system (its own openmm.System) at the final state of round k − 1."""
+        """A copy of the system (its own openmm.System) at the final state of round k − 1 (its checkpoint)."""
         positions = self.spec.positions
         if k > 0:
             state_file = self.round_dir(k - 1) / "trajectory.state.xml"
@@ -189,46 +201,50 @@ class _Run:
             positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         return dataclasses.replace(self.spec, system=copy.deepcopy(self.spec.system), positions=np.array(positions))
 
-    def inherit_hills(self, k: int, cv) -> None:
-        """Write the hills of rounds 1 … k − 1, deposited again in order at ``cv``'s values of their
-        configurations (well-tempered heights recomputed, :meth:`HillsBias.redeposit`), for round k."""
+    def inherited_hills(self, k: int, cv) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        """The hills of rounds 1 … k − 1, deposited again in order at ``cv``'s values of the frames where they were
+        deposited (well-tempered heights recomputed, :meth:`HillsBias.redeposit`): (centres, heights kJ/mol) for
+        round k's bias, or None for round 1."""
+        bias = self.settings.bias
+        n_hills = self.settings.steps_per_round // bias.frequency  # every biased round ran all its steps
+        deposited = (np.arange(1, n_hills + 1) * bias.frequency) // self.settings.report_every - 1
         centers = []
         for j in range(1, k):
-            folder = self.round_dir(j)
-            frequency = read_json(folder / "metadynamics.json")["frequency"]
-            n_hills = len(np.load(folder / "hills" / "hills.0.npy"))
-            frames = (np.arange(1, n_hills + 1) * frequency) // self.settings.report_every - 1
-            frames = frames[frames < len(self.frames[j])]
             with torch.no_grad():
-                centers.append(cv(full_positions(self.frames[j][frames], self.atoms, self.spec)).double().numpy())
-        if centers:
-            ranges, widths = bias_grid(cv, self.settings.ranges, self.settings.widths)
-            bias = HillsBias(widths, [tuple(p) if p is not None else None for p in cv.metadata["periodic"]],
-                             self.spec.temperature, self.settings.bias_factor, self.settings.height)
-            bias.use_grid(ranges)
-            bias.redeposit(np.concatenate(centers))
-            folder = self.round_dir(k) / "hills"
-            folder.mkdir(parents=True, exist_ok=True)
-            table = np.column_stack([bias.centers, bias.heights])
-            write_atomic(folder / "hills.inherited.npy", lambda handle: np.save(handle, table))
+                positions = full_positions(self.frames[j][deposited], self.atoms, self.spec)
+                centers.append(cv(positions).double().numpy())
+        if not centers:
+            return None
+        ranges, widths = bias.grid(cv)
+        replay = HillsBias(widths, cv_periods(cv), self.spec.temperature, bias.bias_factor, bias.height)
+        replay.use_grid(ranges)
+        replay.redeposit(np.concatenate(centers))
+        return replay.centers, replay.heights
 
     def sample(self, k: int, cv) -> float:
-        """Run round k's MD (unbiased for k = 0, else biased along ``cv``); returns its wall time (s)."""
+        """Run round k's MD (unbiased for k = 0, else biased along ``cv``) and append its frames and weights;
+        returns its wall time (s)."""
         s, folder = self.settings, self.round_dir(k)
         folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         spec = self.start_spec(k)
         seed = s.seed * 1000 + k
         if k == 0:
-            simulate(spec, s.steps_per_round, folder / "trajectory", s.report_every, seed, s.platform,
-                     progress=self.progress, save_atoms=self.atoms)
+            path = simulate(spec, s.steps_per_round, folder / "trajectory", s.report_every, seed, s.platform,
+                            progress=self.progress, save_atoms=self.atoms)
+            seconds = time.perf_counter() - start
+            frames = _trajectory_frames(path, spec)
+            weights = np.full(len(frames), 1.0 / len(frames))
         else:
-            self.inherit_hills(k, cv)
-            run_metadynamics(spec, cv, s.steps_per_round, folder, bias_factor=s.bias_factor, height=s.height,
-                             frequency=s.frequency, ranges=s.ranges, widths=s.widths, report_every=s.report_every,
-                             stride=s.stride, seed=seed, platform=s.platform, progress=self.progress,
-                             save_atoms=self.atoms)
-        return time.perf_counter() - start
+            result = run_metadynamics(spec, cv, s.steps_per_round, folder, s.bias, report_every=s.report_every,
+                                      seed=seed, platform=s.platform, progress=self.progress,
+                                      save_atoms=self.atoms, inherited=self.inherited_hills(k, cv))
+            seconds = time.perf_counter() - start
+            frames = _trajectory_frames(result.trajectory, spec)
+            weights = _matched(folder, frames, result.reweighting_factors())
+        self.frames.append(frames)
+        self.weights.append(weights)
+        return seconds
 
     def data(self) -> TrainingData:
         return TrainingData(self.spec, self.features, self.frames, self.atoms, self.weights, self.settings.lag)
@@ -265,7 +281,8 @@ class LearnRun(_Run):
         return {"kind": "learn", "system": system_identity(self.spec), "settings": settings}
 
     def run(self, on_start: Optional[Callable[[], None]] = None) -> list[dict]:
-        """Run the rounds not finished yet; returns one summary dict per round (:mod:`cvplug.report`).
+        """Run the rounds not finished yet; returns one summary dict per round (:mod:`cvplug.report`). Afterwards
+        ``frames``, ``weights`` (per round) and ``cv`` (the last CV) hold the results in memory.
         ``on_start()`` is called once the run owns its folder, before it writes there."""
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ValueError(f"the output {self.out_dir} is a file; give a folder")
@@ -282,7 +299,6 @@ class LearnRun(_Run):
             cv = load_cv(self.round_dir(len(summaries) - 1) / "cv.pt") if summaries else None
             for k in range(len(summaries), self.settings.rounds):
                 md_seconds = self.sample(k, cv)
-                self.read_round(k)
                 start = time.perf_counter()
                 method = self.method(k, self.round_dir(k) / "train").fit(self.data())
                 cv = method.cv
@@ -292,6 +308,7 @@ class LearnRun(_Run):
                 write_json(self.round_dir(k) / "summary.json", summary)
                 summaries.append(summary)
                 write_json(state_file, summaries)
+            self.cv = cv
         return summaries
 
 

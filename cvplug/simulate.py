@@ -251,7 +251,7 @@ def _integrate(spec: SystemSpec, steps: int, out: Path, report_every: int, simul
                advance: Optional[Callable[[int], None]], checkpoint_every: int, progress: bool,
                atoms: Optional[np.ndarray], resume: Optional[Callable[[], None]] = None,
                before_checkpoint: Optional[Callable[[], None]] = None) -> Path:
-    """The run itself, once its output is owned (:func:`simulate`, :func:`cvplug.bias.run_metadynamics`).
+    """The run itself, once its output is owned (:func:`simulate`, :func:`cvplug.metad.run_metadynamics`).
 
     ``resume()`` is called once the simulation stands at its checkpoint (or at step 0): cut what was written
     after it. ``before_checkpoint()`` is called before every checkpoint: put on disk whatever it refers to."""

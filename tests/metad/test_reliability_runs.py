@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from cvplug import CollectiveVariable, systems
-from cvplug.bias import build_metadynamics, run_metadynamics
 from cvplug.features import Cartesians
 from cvplug.learn import LearnSettings, learn
+from cvplug.metad import build_metadynamics, run_metadynamics
 from cvplug.runs import RunInUseError, RunLock, RunMismatchError, walker_name, write_atomic
 from cvplug.simulate import SimulationError, simulate
 
@@ -455,7 +455,7 @@ def test_a_damaged_progress_file_is_named(tmp_path):
 
 
 def test_state_files_are_written_through_the_one_helper():
-    root = HERE.parent.parent
+    root = HERE.parents[2]
     offenders = []
     for path in sorted([*root.glob("cvplug/**/*.py"), *root.glob("plugins/**/*.py")]):
         if path.name == "runs.py" or path.relative_to(root).as_posix() == "cvplug/cv.py":
@@ -606,9 +606,9 @@ def test_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, capsys, monkeyp
 def _interrupt_inside_the_force(monkeypatch, at_call: int) -> None:
     """SIGINT delivered while the hills engine's PythonForce computes its ``at_call``-th force (as Ctrl-C lands
     there most of the time): Python raises KeyboardInterrupt inside OpenMM's callback."""
-    from cvplug.bias import _HillsEngine
+    from cvplug.metad.hills_engine import HillsEngine
 
-    compute, calls = _HillsEngine._compute, []
+    compute, calls = HillsEngine._compute, []
 
     def interrupted(self, state):
         calls.append(1)
@@ -616,7 +616,7 @@ def _interrupt_inside_the_force(monkeypatch, at_call: int) -> None:
             os.kill(os.getpid(), signal.SIGINT)
         return compute(self, state)
 
-    monkeypatch.setattr(_HillsEngine, "_compute", interrupted)
+    monkeypatch.setattr(HillsEngine, "_compute", interrupted)
 
 
 @pytest.mark.parametrize("at_call", [3, 157, 401, 1111, 1999, 2500, 3003, 3999])

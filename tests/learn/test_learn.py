@@ -18,7 +18,7 @@ def test_later_rounds_inherit_the_earlier_hills_on_the_new_cv(tmp_path):
     from cvplug.learn import round_frames
 
     learn("three-well", tmp_path, LearnSettings(rounds=3, **SETTINGS), progress=False)
-    inherited = np.load(tmp_path / "round_2" / "hills" / "hills.inherited.npy")
+    inherited = np.load(tmp_path / "round_2" / "hills" / "inherited.npy")
     own = np.load(tmp_path / "round_1" / "hills" / "hills.0.npy")
     assert inherited.shape == own.shape == (15, 2)
     spec = systems.load("three-well")
@@ -29,7 +29,7 @@ def test_later_rounds_inherit_the_earlier_hills_on_the_new_cv(tmp_path):
     np.testing.assert_allclose(inherited[:, 0], expected, rtol=1e-6)
     # heights: well-tempered deposition replayed in order on the new CV, h_i = h0 exp(−V_{<i}(s_i)/k_B ΔT)
     width = cv1.info["bias_width"][0]
-    delta_kT = MOLAR_GAS_CONSTANT * spec.temperature * (LearnSettings.bias_factor - 1)
+    delta_kT = MOLAR_GAS_CONSTANT * spec.temperature * (LearnSettings().bias.bias_factor - 1)
     for i in (0, 7, 14):
         previous = (inherited[:i, 1] * np.exp(-0.5 * ((expected[i] - expected[:i]) / width) ** 2)).sum()
         assert inherited[i, 1] == pytest.approx(SETTINGS["height"] * np.exp(-previous / delta_kT), rel=1e-3)
@@ -64,7 +64,7 @@ def test_online_mode_replaces_the_cv_without_restarting(tmp_path):
     from cvplug.online import learn_online
 
     result = learn_online("three-well", tmp_path, method="tica", steps=1500, warmup_steps=500, update_every=500,
-                          buffer_frames=100, report_every=10, n_components=1, height=0.5, frequency=100,
+                          buffer_frames=100, report_every=10, n_components=1, height=0.5, frequency=100, bias_factor=8.0,
                           platform="Reference", progress=False)
     assert result["updates"] == [500, 1000]
     assert sorted(p.name for p in tmp_path.glob("cv_*.pt")) == ["cv_0.pt", "cv_1000.pt", "cv_500.pt"]
@@ -87,7 +87,7 @@ def test_online_mode_changes_the_cv_and_stays_stable(tmp_path):
     from cvplug.trajectory import load_trajectory, trajectory_positions
 
     result = learn_online("ala2-vacuum", tmp_path, method="tica", steps=6000, warmup_steps=5000, update_every=2000,
-                          buffer_frames=200, report_every=10, n_components=1, height=1.2, frequency=500,
+                          buffer_frames=200, report_every=10, n_components=1, height=1.2, frequency=500, bias_factor=8.0,
                           platform="Reference", progress=False)
     assert result["updates"] == [2000, 4000]
     spec = systems.load("ala2-vacuum")
@@ -105,7 +105,7 @@ def test_replacing_the_cv_moves_hills_to_the_new_cv_values(tmp_path):
     import torch
 
     from cvplug import CollectiveVariable, systems
-    from cvplug.bias import build_metadynamics
+    from cvplug.metad import build_metadynamics
     from cvplug.features import Cartesians
 
     def linear(weight):
@@ -115,8 +115,8 @@ def test_replacing_the_cv_moves_hills_to_the_new_cv_values(tmp_path):
         return CollectiveVariable(Cartesians([0], components=(0, 1)), encoder, n_atoms=1,
                                   info={"bias_range": [[-3, 3]], "bias_width": [0.2]})
 
-    run = build_metadynamics(systems.load("three-well"), linear([1.0, 0.0]), frequency=50, platform="Reference",
-                             reprojectable=True)
+    run = build_metadynamics(systems.load("three-well"), linear([1.0, 0.0]), frequency=50, height=1.2,
+                             bias_factor=8.0, platform="Reference", reprojectable=True)
     run.step(500)
     deposits = np.stack(run.engine.deposits)
     np.testing.assert_allclose(run.engine.bias.centers[:, 0], deposits[:, 0, 0])  # CV = x

@@ -4,26 +4,49 @@ V(s) = Σ_i h_i exp(−Σ_k δ_k(s, c_ik)² / (2σ_k²)), with δ the minimum-im
 Each deposition at s has height h = h0 · exp(−V(s) / (k_B ΔT)), ΔT = T(γ − 1) (Barducci, Bussi & Parrinello,
 PRL 100, 020603, 2008); the free energy is F(s) = −γ/(γ − 1) · V(s). The same formulas as OpenMM's
 ``Metadynamics``; the bias is the exact sum of its hills, or, after :meth:`HillsBias.use_grid`, that sum
-tabulated on a grid (:mod:`cvplug.hills_grid`) so that a per-step call costs the same at 10 or 10 000 hills.
+tabulated on a grid (:mod:`cvplug.metad.grid`) so that a per-step call costs the same at 10 or 10 000 hills.
 
-Restarts and multiple walkers: walker ``k`` writes its hills to ``<folder>/hills.<k>.npy`` (atomically, through
-:func:`cvplug.runs.write_atomic`) and reads the other walkers' files (any other ``hills.*.npy``, e.g. the
-inherited hills of :mod:`cvplug.learn`) on :meth:`sync`; a new run on the same folder reloads its own file.
+Hills files (:func:`read_hills`, :func:`write_hills`): a table [hills, d + 1] of centres (CV units) and heights
+(kJ/mol) in NumPy's ``.npy`` format. Restarts and multiple walkers: walker ``k`` writes its hills to
+``<folder>/hills.<k>.npy`` (atomically, through :func:`cvplug.runs.write_atomic`) and reads the other walkers'
+files (any other ``hills.*.npy``) on :meth:`HillsBias.sync`; a new run on the same folder reloads its own file.
+Hills a bias starts from (``inherited``: the earlier rounds of :mod:`cvplug.learn`, deposited again on a new CV)
+are part of its own state, kept in ``<folder>/inherited.npy`` for analysis and never read as another walker's.
 A ``readonly`` bias (reweighting, analysis) reads the files and never writes.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .constants import MOLAR_GAS_CONSTANT
-from .hills_grid import HillsGrid
-from .runs import nonnegative_int, positive_number, write_atomic
+from ..constants import MOLAR_GAS_CONSTANT
+from ..runs import nonnegative_int, positive_number, write_atomic
+from ..trajectory import TrajectoryError
+from .grid import HillsGrid
 
-__all__ = ["HillsBias"]
+__all__ = ["HillsBias", "read_hills", "write_hills", "INHERITED"]
+
+INHERITED = "inherited.npy"  # the hills a bias starts from, in its folder
+
+
+def read_hills(path: Path, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres [hills, d] (CV units) and heights [hills] (kJ/mol) of a hills file; empty if there is none."""
+    if not path.exists():
+        return np.zeros((0, d)), np.zeros(0)
+    try:
+        table = np.load(path).reshape(-1, d + 1)
+    except (ValueError, OSError) as error:
+        raise TrajectoryError(f"the hills file {path} is damaged or of another CV ({error}); start over with "
+                              "--overwrite (overwrite=True)") from None
+    return table[:, :-1], table[:, -1]
+
+
+def write_hills(path: Path, centers: np.ndarray, heights: np.ndarray) -> None:
+    """Write centres [hills, d] (CV units) and heights [hills] (kJ/mol) atomically to a hills file."""
+    table = np.column_stack([np.asarray(centers, dtype=float), np.asarray(heights, dtype=float)])
+    write_atomic(path, lambda handle: np.save(handle, table))
 
 
 class HillsBias:
@@ -39,14 +62,20 @@ class HillsBias:
     folder : where hills files live (restart, multiple walkers); None keeps hills in memory only.
     walker : this walker's index.
     readonly : read the hills files, never write them (analysis of a run that may still be going).
+    inherited : (centres [n, d], heights [n] kJ/mol) of hills the bias starts from; None: those in
+        ``<folder>/inherited.npy``, if any.
+
+    >>> bias = HillsBias([0.2], [None], temperature=300, bias_factor=5, height=1.0)
+    >>> bias.deposit([0.0])
+    1.0
+    >>> round(bias([0.2])[0], 4)  # one width away: exp(-1/2) of the height
+    0.6065
     """
 
     def __init__(self, widths: Sequence[float], periods: Sequence[Optional[tuple[float, float]]],
                  temperature: float, bias_factor: float, height: float, folder=None, walker: int = 0,
-                 readonly: bool = False):
-        if not (isinstance(bias_factor, (int, float, np.number)) and math.isfinite(bias_factor)) or bias_factor <= 1:
-            raise ValueError(f"bias_factor must be a finite number > 1 for well-tempered metadynamics, got "
-                             f"{bias_factor}")
+                 readonly: bool = False, inherited: Optional[tuple[np.ndarray, np.ndarray]] = None):
+        positive_number("bias_factor", bias_factor, above=1.0)
         positive_number("height (kJ/mol)", height)
         positive_number("temperature (K)", temperature)
         self.widths = np.asarray(widths, dtype=float)
@@ -61,33 +90,30 @@ class HillsBias:
         d = len(self.widths)
         self.centers, self.heights = np.zeros((0, d)), np.zeros(0)
         self._others_centers, self._others_heights = np.zeros((0, d)), np.zeros(0)
+        self.inherited = (np.zeros((0, d)), np.zeros(0))
+        if inherited is not None:
+            self.inherited = (np.asarray(inherited[0], dtype=float).reshape(-1, d), np.asarray(inherited[1], float))
+        elif self.folder is not None:
+            self.inherited = read_hills(self.folder / INHERITED, d)
+        self._inherited_saved = inherited is None
         self._joined_from: tuple = (None, None)
         self._grid: Optional[HillsGrid] = None
         self._value_and_gradient = np.vstack([np.zeros((1, d), bool), np.eye(d, dtype=bool)])  # subsets ∅, {k}
         if self.folder is not None:
             if not readonly:
                 self.folder.mkdir(parents=True, exist_ok=True)
-            own = self._file(self.walker)
-            if own.exists():
-                self.centers, self.heights = self._read(own)
+            self.centers, self.heights = read_hills(self._file(self.walker), d)
             self._read_others()
 
     def _file(self, walker: int) -> Path:
         return self.folder / f"hills.{walker}.npy"
 
-    def _read(self, path: Path):
-        try:
-            table = np.load(path).reshape(-1, len(self.widths) + 1)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"the hills file {path} is damaged or of another CV ({error})") from None
-        return table[:, :-1], table[:, -1]
-
     def _all_hills(self) -> tuple[np.ndarray, np.ndarray]:
-        """This walker's hills and the others' (inherited ones included), joined once per change."""
+        """The inherited hills, this walker's and the others', joined once per change."""
         own, others = self._joined_from
         if own is not self.centers or others is not self._others_centers:  # deposit, sync, redeposit
-            self._joined = (np.concatenate([self.centers, self._others_centers]),
-                            np.concatenate([self.heights, self._others_heights]))
+            self._joined = (np.concatenate([self.inherited[0], self.centers, self._others_centers]),
+                            np.concatenate([self.inherited[1], self.heights, self._others_heights]))
             self._joined_from = (self.centers, self._others_centers)
         return self._joined
 
@@ -116,7 +142,7 @@ class HillsBias:
 
     def use_grid(self, ranges: Sequence[Sequence[float]], points_per_width: int = 4,
                  max_nodes: int = 500_000) -> bool:
-        """Tabulate the bias on a grid over ``ranges`` (see :mod:`cvplug.hills_grid`) so that a call costs the
+        """Tabulate the bias on a grid over ``ranges`` (see :mod:`cvplug.metad.grid`) so that a call costs the
         same whatever the number of hills; returns False (and sums the hills exactly from now on) if it would
         exceed ``max_nodes`` nodes."""
         periods = [(0.0, p) if p > 0 else None for p in self.period]
@@ -170,11 +196,13 @@ class HillsBias:
             self.save()
 
     def save(self) -> None:
-        """Write this walker's hills (centres, heights) atomically."""
+        """Write this walker's hills (centres, heights) atomically, and the inherited ones once."""
         if self.folder is None or self.readonly:
             return
-        table = np.column_stack([self.centers, self.heights])
-        write_atomic(self._file(self.walker), lambda handle: np.save(handle, table))
+        if not self._inherited_saved:
+            write_hills(self.folder / INHERITED, *self.inherited)
+            self._inherited_saved = True
+        write_hills(self._file(self.walker), self.centers, self.heights)
 
     def sync(self) -> None:
         """Save this walker's hills and load every other walker's."""
@@ -184,18 +212,23 @@ class HillsBias:
         self._read_others()
 
     def _read_others(self) -> None:
-        others = [self._read(p) for p in sorted(self.folder.glob("hills.*.npy")) if p != self._file(self.walker)]
+        others = [read_hills(p, len(self.widths)) for p in sorted(self.folder.glob("hills.*.npy"))
+                  if p != self._file(self.walker)]
         if others:
             centers, heights = np.concatenate([c for c, _ in others]), np.concatenate([h for _, h in others])
             if not (np.array_equal(centers, self._others_centers) and np.array_equal(heights, self._others_heights)):
                 self._others_centers, self._others_heights = centers, heights
                 self._tabulate_all()
 
+    def exact(self, points) -> np.ndarray:
+        """The exact bias (kJ/mol), summed over every hill (no grid), at CV values ``points`` [n, d]."""
+        points = np.asarray(points, dtype=float).reshape(-1, len(self.widths))
+        return self._sum(points, *self._all_hills(), self._value_and_gradient[:1])[:, 0]
+
     def on_grid(self, axes: Sequence[np.ndarray]) -> np.ndarray:
         """The exact bias (kJ/mol) on the grid spanned by ``axes``, indexed [axis 0, axis 1, …]."""
         mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-        values = self._sum(mesh.reshape(-1, len(axes)), *self._all_hills(), self._value_and_gradient[:1])
-        return values.reshape(mesh.shape[:-1])
+        return self.exact(mesh.reshape(-1, len(axes))).reshape(mesh.shape[:-1])
 
     def free_energy(self, axes: Sequence[np.ndarray]) -> np.ndarray:
         """F = −γ/(γ − 1) V on the grid (kJ/mol), minimum at 0."""

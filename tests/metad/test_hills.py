@@ -6,9 +6,10 @@ import openmm.unit as unit
 
 from cvplug import CollectiveVariable, systems
 from cvplug.features import Cartesians
-from cvplug.bias import _HillsEngine
-from cvplug.hills import HillsBias
 from cvplug.constants import MOLAR_GAS_CONSTANT
+from cvplug.metad import WellTempered
+from cvplug.metad.hills import HillsBias
+from cvplug.metad.hills_engine import HillsEngine
 
 PI = np.pi
 
@@ -76,7 +77,8 @@ def test_python_force_applies_minus_gradient_of_bias(ala2_frames, tmp_path, make
 
     spec = systems.load("ala2-vacuum")
     cv = phi_psi_cv(spec).double() if make_cv == "phi_psi" else aligned_mlp_cv(spec)
-    engine = _HillsEngine(spec, cv, [(-PI, PI)] * 2, [0.35, 0.35], [(-PI, PI)] * 2, 8.0, 3.0, 100, tmp_path, 0)
+    settings = WellTempered(ranges=[(-PI, PI)] * 2, widths=[0.35, 0.35], bias_factor=8.0, height=3.0, frequency=100)
+    engine = HillsEngine(spec, cv, settings, tmp_path, 0)
     assert engine.evaluate.__qualname__.startswith(evaluator)
     x = ala2_frames.xyz[4].astype(float)
     s0 = cv(torch.tensor(x)).detach().numpy()

@@ -5,7 +5,7 @@ import torch
 
 from cvplug import CollectiveVariable, Normalization, load_cv, systems
 from cvplug.cv import ANGLE
-from cvplug.evaluate import cv_evaluator, numpy_evaluator, torch_evaluator
+from cvplug.metad.fastcv import cv_evaluator, numpy_evaluator, torch_evaluator
 from cvplug.features import Cartesians, Dihedrals, PairwiseDistances
 
 SPEC = systems.load("ala2-vacuum")

@@ -5,7 +5,7 @@ Each node holds the exact V and all its mixed first derivatives ∂^|S|V/∏_{k�
 ∂V/∂s_1, ∂²V/∂s_0∂s_1 in 2D) of the hills added so far. Between nodes the bias is the tensor-product cubic Hermite
 interpolant of these values, and the force uses its exact gradient: energy and force are consistent and
 continuous (C¹). With ``points_per_width`` = 4 nodes per Gaussian width the interpolant is within ≈ 1e-4 of a
-hill's height (tests/test_hills.py measures it). Periodic components wrap around; outside a non-periodic
+hill's height (tests/metad/test_hills.py measures it). Periodic components wrap around; outside a non-periodic
 component's range the grid answers None and the caller sums the hills.
 """
 from __future__ import annotations
@@ -74,6 +74,7 @@ class HillsGrid:
 
     @property
     def size(self) -> int:
+        """The number of grid nodes."""
         return len(self.table)
 
     def add(self, exact: Callable[[np.ndarray], np.ndarray]) -> None:
@@ -81,6 +82,7 @@ class HillsGrid:
         self.table += exact(self.nodes) * self.column_scale
 
     def reset(self) -> None:
+        """Empty the table (no hills)."""
         self.table[:] = 0.0
 
     def __call__(self, s: np.ndarray) -> Optional[tuple[float, np.ndarray]]:

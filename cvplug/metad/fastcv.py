@@ -1,4 +1,4 @@
-"""A CV's value and force pullback at one configuration, for a bias evaluated every (outer) MD step.
+"""The fast CV path: a CV's value and force pullback at one configuration, for a bias evaluated every MD step.
 
 :func:`cv_evaluator` returns ``evaluate(positions) -> (s, pullback)``: the CV value ``s`` [d] at positions
 [n_atoms, 3] (nm) and ``pullback(g)`` = Σ_k g_k ∂s_k/∂x [n_atoms, 3], so a bias V(s) gives forces
@@ -21,18 +21,20 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-__all__ = ["cv_evaluator", "numpy_evaluator", "torch_evaluator", "Evaluator"]
+__all__ = ["cv_evaluator", "numpy_evaluator", "torch_evaluator", "CVFunction", "Pullback"]
 
 Pullback = Callable[[np.ndarray], np.ndarray]
-Evaluator = Callable[[np.ndarray], tuple[np.ndarray, Pullback]]
+"""``pullback(g)`` = Σ_k g_k ∂s_k/∂x [n_atoms, 3] for g [d] (per CV unit)."""
+CVFunction = Callable[[np.ndarray], tuple[np.ndarray, Pullback]]
+"""``evaluate(positions [n_atoms, 3] nm) -> (s [d], pullback)``."""
 
 
-def cv_evaluator(module: torch.jit.ScriptModule) -> Evaluator:
+def cv_evaluator(module: torch.jit.ScriptModule) -> CVFunction:
     """The NumPy evaluator of a compiled CV (``cv.compiled()``) where it applies, else the TorchScript one."""
     return numpy_evaluator(module) or torch_evaluator(module)
 
 
-def torch_evaluator(module: torch.jit.ScriptModule) -> Evaluator:
+def torch_evaluator(module: torch.jit.ScriptModule) -> CVFunction:
     """Value and pullback through TorchScript autograd (works for any CV)."""
 
     def evaluate(positions: np.ndarray):
@@ -174,7 +176,7 @@ def _layers(encoder) -> Optional[list]:
     return None
 
 
-def numpy_evaluator(module: torch.jit.ScriptModule) -> Optional[Evaluator]:
+def numpy_evaluator(module: torch.jit.ScriptModule) -> Optional[CVFunction]:
     """The NumPy evaluator of a compiled CV, or None when one of its parts is not supported."""
     pipeline = getattr(module, "pipeline", None)
     parts = dict(pipeline.named_children()) if isinstance(pipeline, torch.jit.ScriptModule) else {}

@@ -8,7 +8,7 @@ import torch
 
 from cvplug import CollectiveVariable, systems
 from cvplug.analysis import fes_rms_error
-from cvplug.bias import run_metadynamics
+from cvplug.metad import run_metadynamics
 
 X1_RANGE = [(-4.0, 4.0)]
 

@@ -1,0 +1,57 @@
+"""What a metadynamics run yields: its free energy surface (saved as ``fes.npz`` and pictured in ``fes.png``) and
+per-frame reweighting factors.
+
+The reweighting factors are the static final-bias estimator of well-tempered metadynamics: w ∝ exp(V_final(s)/kT)
+at each colvar line, exact once the bias has converged, otherwise biased towards the last-filled regions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..constants import MOLAR_GAS_CONSTANT
+from ..runs import read_json, walker_name, write_atomic
+from .colvar import read_colvar
+from .hills import HillsBias
+
+__all__ = ["save_fes", "final_bias_weights", "reweighting_factors"]
+
+
+def save_fes(path: Path, axes: Sequence[np.ndarray], free_energy: np.ndarray, names: Sequence[str],
+             kT: float) -> None:
+    """Write the FES (kJ/mol, indexed [axis 0, axis 1, …]) to ``path`` (``.npz``: ``free_energy``, ``names``,
+    ``axis<k>`` in CV units) and its picture in kT (up to 25 kT) beside it (``.png``)."""
+    from ..plots import plot_fes
+
+    path = Path(path)
+    write_atomic(path, lambda handle: np.savez(handle, free_energy=free_energy, names=np.array(names),
+                                               **{f"axis{k}": a for k, a in enumerate(axes)}))
+    plot_fes(axes, free_energy / kT, names, path.with_suffix(".png"), units="kT", vmax=25.0)
+
+
+def final_bias_weights(bias: HillsBias, values: np.ndarray, kT: float) -> np.ndarray:
+    """Per-frame weights (sum 1) w ∝ exp(V(s)/kT) of CV values ``values`` [frames, d] under the final ``bias``
+    (its exact sum of hills, kJ/mol); ``kT`` in kJ/mol."""
+    energies = bias.exact(values)
+    weights = np.exp((energies - energies.max()) / kT)
+    return weights / weights.sum()
+
+
+def reweighting_factors(out_dir, walker: int = 0) -> np.ndarray:
+    """Per-frame weights (sum 1) of a ``"hills"`` run read from its files: w ∝ exp(V_final(s)/kT) at each colvar
+    line of ``walker``, V_final the bias of all walkers' hills (and the inherited ones) in ``out_dir``.
+    Reads only: the run may still be going."""
+    out_dir = Path(out_dir)
+    settings = read_json(out_dir / walker_name("metadynamics.json", walker))
+    if settings is None:
+        raise FileNotFoundError(f"no metadynamics settings of walker {walker} in {out_dir}")
+    if settings["engine"] != "hills":
+        raise ValueError(f"reweighting needs a run with engine='hills'; {out_dir} used {settings['engine']!r}")
+    bias = HillsBias(settings["widths"], settings["periods"], settings["temperature"], settings["bias_factor"],
+                     settings["height"], folder=out_dir / "hills", walker=settings["walker"], readonly=True)
+    colvar = read_colvar(out_dir / walker_name("colvar.dat", walker))
+    kT = MOLAR_GAS_CONSTANT * settings["temperature"]
+    return final_bias_weights(bias, colvar[:, 1:-1], kT)
+
