@@ -1,6 +1,7 @@
 """The coarse-grained generative model q(x, z) = q(z) q(x | z) and the encoder r(z | x) (Schöberl et al., eq. 9–12).
 
-* q(z) = N(0, I) over ``n_components`` coarse-grained variables z;
+* q(z) = N(0, I) over ``n_components`` coarse-grained variables z (the paper's prior), or, as an option of ours,
+  a learned Gaussian mixture :class:`MixturePrior`, whose weights set the share of each mode of q(x) directly;
 * q(x | z) = N(μθ(z), diag σθ²): an MLP mean and one learned standard deviation per fine-grained coordinate;
 * r(z | x) = N(μφ(x), diag σφ²(x)): an MLP encoder; its mean μφ is the collective variable.
 
@@ -18,7 +19,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "Samples", "CoarseGrainedModel", "EncoderMean"]
+__all__ = ["mlp", "Samples", "MixturePrior", "CoarseGrainedModel", "EncoderMean"]
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVATION = nn.Tanh
@@ -45,6 +46,63 @@ class Samples(NamedTuple):
     z: Tensor
     x: Tensor
     eps: Tensor
+
+
+class MixturePrior(nn.Module):
+    """q(z) = Σ_k π_k N(z; m_k, diag s_k²): a learned Gaussian-mixture prior (an option of ours; the paper's prior
+    is N(0, I)).
+
+    With a standard-normal prior the share of a mode of q(x) is the prior mass of the region of z that the decoder
+    maps there, which the reverse KL can move only by reshaping the decoder, a weak and slow signal (the double
+    well's minor mode). With a mixture, one component per mode, the shares are the weights π themselves, and the
+    training objective is differentiable in π when its expectation is taken component by component
+    (:meth:`stratified`).
+
+    Parameters
+    ----------
+    n_components : d, the dimension of z.
+    n_mixture : K, the number of Gaussian components.
+    spread : the components start with means spread on a circle (d ≥ 2) or a line (d = 1) of this radius, equal
+        weights and unit standard deviations.
+    """
+
+    def __init__(self, n_components: int, n_mixture: int, spread: float = 2.0):
+        super().__init__()
+        if n_mixture < 1 or n_components < 1:
+            raise ValueError(f"need n_components ≥ 1 and n_mixture ≥ 1, got {n_components} and {n_mixture}")
+        angles = 2 * math.pi * torch.arange(n_mixture) / n_mixture
+        means = torch.zeros(n_mixture, n_components)
+        if n_mixture > 1:
+            means[:, 0] = spread * (torch.cos(angles) if n_components > 1 else torch.linspace(-1, 1, n_mixture))
+            if n_components > 1:
+                means[:, 1] = spread * torch.sin(angles)
+        self.logits = nn.Parameter(torch.zeros(n_mixture))
+        self.means = nn.Parameter(means)
+        self.log_std = nn.Parameter(torch.zeros(n_mixture, n_components))
+
+    def weights(self) -> Tensor:
+        """π [K]."""
+        return torch.softmax(self.logits, 0)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log q(z) [B]."""
+        per_component = gaussian_log_density(z[:, None], self.means.to(z.dtype), self.log_std.to(z.dtype))
+        return torch.logsumexp(per_component + torch.log_softmax(self.logits, 0).to(z.dtype), 1)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=None) -> Tensor:
+        """n draws z [n, d] (component by π, not differentiable in π)."""
+        component = torch.multinomial(self.weights().detach(), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=dtype or self.means.dtype)
+        return (self.means[component] + torch.exp(self.log_std[component]) * eps).to(eps.dtype)
+
+    def stratified(self, n: int, dtype=None) -> tuple[Tensor, Tensor]:
+        """z [n, d] with n / K draws from each component (n rounded down to a multiple of K) and per-sample weights
+        K π_k [n], so that mean(weights · f(z)) is an unbiased, π-differentiable estimate of E_q(z) f."""
+        k = self.means.shape[0]
+        per = max(n // k, 1)
+        eps = torch.randn(k, per, self.means.shape[1], dtype=dtype or self.means.dtype)
+        z = (self.means[:, None] + torch.exp(self.log_std)[:, None] * eps).reshape(k * per, -1).to(eps.dtype)
+        return z, (k * self.weights()).repeat_interleave(per).to(eps.dtype)
 
 
 class EncoderMean(nn.Module):
@@ -75,10 +133,12 @@ class CoarseGrainedModel(nn.Module):
     init_gain : factor on the decoder's initial output weights (small: q(x) starts close to N(offset, σθ²)).
     input_gain : factor on the decoder's initial weights from z (large: μθ can jump between modes over a short
         range of z, so few samples of q fall on the barrier between them).
+    mixture : K > 0 replaces the N(0, I) prior by a learned :class:`MixturePrior` with K components (an option of
+        ours); 0 keeps the paper's prior.
     """
 
     def __init__(self, data_dim: int, n_components: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
-                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0):
+                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0, mixture: int = 0):
         super().__init__()
         if n_components < 1 or data_dim < 1:
             raise ValueError(f"data_dim and n_components must be positive, got {data_dim} and {n_components}")
@@ -94,6 +154,7 @@ class CoarseGrainedModel(nn.Module):
         self.decoder = mlp(n_components, hidden, data_dim)
         self.log_std = nn.Parameter(torch.full((data_dim,), math.log(init_std)))
         self.encoder = mlp(data_dim, hidden, 2 * n_components)
+        self.prior = MixturePrior(n_components, mixture) if mixture > 0 else None
         with torch.no_grad():
             self.decoder[-1].weight.mul_(init_gain)
             self.decoder[0].weight.mul_(input_gain)
@@ -110,12 +171,29 @@ class CoarseGrainedModel(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
         """n draws of q(x, z), reparametrised (differentiable in θ)."""
-        z = torch.randn(n, self.n_components, generator=generator, dtype=self.offset.dtype)
-        eps = torch.randn(n, self.data_dim, generator=generator, dtype=self.offset.dtype)
+        if self.prior is None:
+            z = torch.randn(n, self.n_components, generator=generator, dtype=self.offset.dtype)
+        else:
+            z = self.prior.sample(n, generator, self.offset.dtype)
+        return self._complete(z, generator)
+
+    def training_sample(self, n: int) -> tuple[Samples, Tensor | None]:
+        """Draws for training objectives and their per-sample weights: plain draws and None with the N(0, I)
+        prior; with a :class:`MixturePrior`, draws stratified by component and weights K π_k
+        (:meth:`MixturePrior.stratified`), so that objectives are differentiable in π."""
+        if self.prior is None:
+            return self.sample(n), None
+        z, weights = self.prior.stratified(n, self.offset.dtype)
+        return self._complete(z), weights
+
+    def _complete(self, z: Tensor, generator: torch.Generator | None = None) -> Samples:
+        eps = torch.randn(len(z), self.data_dim, generator=generator, dtype=self.offset.dtype)
         return Samples(z, self.decode(z) + torch.exp(self.log_std) * eps, eps)
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log q(z) [B]."""
+        if self.prior is not None:
+            return self.prior.log_prob(z)
         return gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:

@@ -47,14 +47,21 @@ class BoundTerms(NamedTuple):
 
 
 def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_size: int,
-               kappa: float | None = KAPPA, extra_latents: int = 0, energy_cap: float = ENERGY_CAP) -> BoundTerms:
+               kappa: float | None = KAPPA, extra_latents: int = 0, energy_cap: float = ENERGY_CAP,
+               estimate: bool = False) -> BoundTerms:
     """The data-free bound F = −⟨log w⟩ on ``batch_size`` fresh samples of q(x, z) at inverse temperature β.
 
     ``kappa``: per-sample gradient normalisation (:mod:`.gradnorm`); None switches it off. ``extra_latents`` K > 0
     tightens the bound (:func:`log_marginal_bound`); K = 0 is the paper's eq. 16. ``energy_cap``: tempered
-    energies β u above it are capped (:func:`capped`).
+    energies β u above it are capped (:func:`capped`). The loss averages over the model's training draws
+    (:meth:`.model.CoarseGrainedModel.training_sample`: weighted by component with a mixture prior);
+    ``estimate=True`` uses plain draws of q instead, so that ``log_weights`` are ordinary importance weights
+    (for :func:`kl_estimate`).
     """
-    z, x, eps = model.sample(batch_size)
+    if estimate:
+        (z, x, eps), weights = model.sample(batch_size), None
+    else:
+        (z, x, eps), weights = model.training_sample(batch_size)
     if kappa is not None:
         x = normalize_sample_gradients(x, kappa)
     u = target.energy(x)
@@ -62,7 +69,8 @@ def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_siz
     log_likelihood = -model.log_std.sum() - 0.5 * (eps ** 2).sum(-1) - 0.5 * model.data_dim * LOG_2PI
     log_w = -capped(beta * u, energy_cap) + target.log_jacobian(x) \
         - log_marginal_bound(model, x, z, log_likelihood, extra_latents)
-    return BoundTerms(-log_w.mean(), log_w.detach(), u.detach())
+    loss = -log_w.mean() if weights is None else -(weights * log_w).mean()
+    return BoundTerms(loss, log_w.detach(), u.detach())
 
 
 def capped(tempered: Tensor, cap: float = ENERGY_CAP) -> Tensor:

@@ -37,7 +37,7 @@ class TrainingResult:
 
 
 def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, stage_lr_floor: float, data, gamma,
-           model) -> None:
+           model, pretrain_steps: int) -> None:
     if steps_per_stage < 1 or final_steps < 0 or batch_size < 2 or not lr > 0:
         raise ValueError("need steps_per_stage ≥ 1, final_steps ≥ 0, batch_size ≥ 2 and lr > 0, got "
                          f"{steps_per_stage}, {final_steps}, {batch_size}, {lr}")
@@ -45,6 +45,8 @@ def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, s
         raise ValueError(f"stage_lr_floor must lie in (0, 1], got {stage_lr_floor}")
     if (data is None) != (gamma is None):
         raise ValueError("the mixed objective needs both data and gamma (or neither)")
+    if pretrain_steps and data is None:
+        raise ValueError("pretrain_steps needs data")
     if data is not None and (data.dim() != 2 or data.shape[1] != model.data_dim or len(data) == 0):
         raise ValueError(f"data must have shape [N, {model.data_dim}] (model coordinates), got {tuple(data.shape)}")
 
@@ -53,7 +55,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
           final_steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, kappa: Optional[float] = KAPPA,
           extra_latents: int = 0, energy_cap: float = ENERGY_CAP, estimate_batch: Optional[int] = None,
           data: Optional[Tensor] = None, gamma: Optional[Gamma] = None, data_batch: int = 64,
-          std_lr_factor: float = 1.0, encoder_steps: int = 0,
+          std_lr_factor: float = 1.0, encoder_steps: int = 0, pretrain_steps: int = 0,
           stage_lr_floor: float = 1.0, seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
           progress: bool = True) -> TrainingResult:
     """Train ``model`` in place from ``schedule.start`` up to ``schedule.target``.
@@ -68,14 +70,16 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     reverse bound against the data's −log q bound on ``data_batch`` points per step (:func:`.objective.forward_kl`
     with K + 1 encoder draws: the ELBO at K = 0). ``std_lr_factor``: learning rate of log σθ relative to ``lr``;
     ``encoder_steps``: encoder-only steps (maximising log r(z | x) on fresh samples of q) before each step, so
-    the encoder keeps up with the decoder. ``stage_lr_floor``: within each stage the learning rates decay
+    the encoder keeps up with the decoder. ``pretrain_steps``: Adam steps on the data's bound alone
+    (:func:`.objective.forward_kl`) before the first stage (an option of ours: the model starts where the data
+    are instead of at one structure; needs ``data``). ``stage_lr_floor``: within each stage the learning rates decay
     geometrically to this fraction of their start (1: constant), so the model settles before β moves on.
     ``checkpoint``: a file written every ``checkpoint_every`` steps and at each stage's end; calling again with it
     resumes (same numbers as an uninterrupted run).
     """
     if data is not None:
         data = torch.as_tensor(data, dtype=model.offset.dtype)
-    _check(steps_per_stage, final_steps, batch_size, lr, stage_lr_floor, data, gamma, model)
+    _check(steps_per_stage, final_steps, batch_size, lr, stage_lr_floor, data, gamma, model, pretrain_steps)
     estimate_batch = estimate_batch or 4 * batch_size
     others = [p for name, p in model.named_parameters() if name != "log_std"]
     base_lrs = (lr, lr * std_lr_factor)
@@ -85,6 +89,12 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     if state is None:
         seed_everything(seed)
         state = {"beta": schedule.start, "stage_step": 0, "result": TrainingResult(), "finished": False}
+        for _ in range(pretrain_steps):
+            picked = data[torch.randint(len(data), (min(data_batch, len(data)),))]
+            loss = forward_kl(model, picked, extra_latents + 1)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     beta, stage_step, result = state["beta"], state["stage_step"], state["result"]
     if state["finished"]:
         return result
@@ -128,7 +138,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
             if stage_step % checkpoint_every == 0 and stage_step < stage_steps:
                 save()
         with torch.no_grad():
-            estimate = reverse_kl(model, target, beta, estimate_batch, None, extra_latents, energy_cap)
+            estimate = reverse_kl(model, target, beta, estimate_batch, None, extra_latents, energy_cap,
+                                  estimate=True)
         kl = kl_estimate(estimate.log_weights, estimate.energy)
         result.history.append({"beta": beta, "steps": stage_steps, "loss": float(-estimate.log_weights.mean()),
                                "kl": kl, "force_calls": target.force_calls,

@@ -1,25 +1,32 @@
-"""Reverse-KL coarse-graining of alanine dipeptide at 330 K (Schöberl et al., Sec. 4.2): a 2-d CV without data.
+"""Reverse-KL coarse-graining of alanine dipeptide (AMBER ff96, OBC2, 330 K; Schöberl et al., Sec. 4.2): 2-d CVs.
 
-All 22 atoms in a body-fixed frame (60 coordinates), energies and forces from OpenMM through the bridge
-(`cvplug.bridge.OpenMMEnergy`), β tempered up to 1 (330 K). Checked on a reference MD trajectory made with
-`cvplug.simulate` (not used for training): held-out accuracy of a logistic classifier of alpha_R vs beta from z
-(regions of `cvplug.analysis.ALA2_BASINS`; compare it with the majority-class fraction); mean absolute deviation
-of the mean bond lengths of generated samples from the reference's; difference of the mean radius of gyration;
-the fractions of generated samples in alpha_R and beta; training force calls and wall time.
+All 22 atoms in a body-fixed frame (60 coordinates), energies and forces from OpenMM through the bridge. One
+command per configuration (:data:`CONFIGS`); each prints the acceptance table of issue 23 for every seed:
 
-    python benchmarks/reproductions/rkl/alanine.py --out runs/rkl-ala2                     # vacuum, 330 K
-    python benchmarks/reproductions/rkl/alanine.py --system ala2-implicit --out runs/rkl-ala2-obc2   # OBC2 (slower bridge)
-    python benchmarks/reproductions/rkl/alanine.py --data-frames 50 --gamma 0.5 --out runs/rkl-ala2-eq39   # eq. 39, 50 MD frames
+* generated α_R and β weights (≥ 5,000 samples at β = 1) against the metadynamics reference
+  (``ala2_reference.json``, :mod:`ala2_reference`), and whether each lies within a factor of 2;
+* held-out accuracy of a logistic classifier α_R vs β on the encoder mean z of a plain MD run (not used for
+  training; compare with its majority-class fraction);
+* mean absolute deviation of the mean bond lengths, difference of the mean radius of gyration (generated − MD);
+* the fraction of generated samples with D-alanine (CA's chirality inverted);
+* training force calls and wall time.
 
-With ``--data-frames N`` the mixed objective of eq. 39 is used: N frames of a separate MD run (another seed, not
-the reference) enter as γ · KL(q ‖ p) + (1 − γ) · KL(p ‖ q); both terms have their minimum at q = p.
+It also writes ``figure10.png`` (the (φ, ψ) of the decoder means μθ(z) on a grid of z, coloured by z1 and z2, as
+in the paper's Figure 10) and ``ramachandran.png`` (generated histogram beside the reference free energy).
 
-Writes results.json and the CV (rkl_cv.pt) in --out; training resumes from its checkpoint there.
+    python benchmarks/reproductions/rkl/alanine.py --config plain --seeds 0 1 2     # the paper's model
+    python benchmarks/reproductions/rkl/alanine.py --config mixture-data --seeds 0 1 2
+
+``--set KEY=VALUE`` overrides a configuration's option (e.g. ``--set final_steps=1000`` for a reduced budget).
+Writes results.json, the CV (rkl_cv.pt) and the plots in ``--out``/<config>/seed<k>; training resumes from its
+checkpoint there. The plain MD runs (classifier check and the eq.-39 data frames) are kept in ``--out``/md.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,92 +37,221 @@ from cvplug.analysis import ALA2_BASINS
 from cvplug.features import dihedral_angles
 from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_gyration
 from cvplug.plugins.rkl import AdaptiveTempering, fit_model
-from cvplug.plugins.rkl.gradnorm import KAPPA
-from cvplug.plugins.rkl.objective import ENERGY_CAP
+from cvplug.runs import write_json
 from cvplug.simulate import simulate
 from cvplug.trajectory import load_trajectory, trajectory_positions
 
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE / "ala2_reference.json"
+TEMPERATURE = 330.0
+BASINS = {"alpha_R": "alpha_R", "beta": "beta (C7eq/C5)", "phi>0": "phi>0 (alpha_L/C7ax)"}
 
-def backbone_angles(spec, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+PAPER = dict(steps_per_stage=200, final_steps=1000, batch_size=128, extra_latents=0, kappa=3.0, max_step=0.1,
+             start=1e-3, stage_lr_floor=1.0, energy_cap=1e4, init_std=0.01)
+CONFIGS = {
+    # The paper's model and training (eq. 16 bound, κ = 3, Δβ_max = 0.1), our frame and energy cap.
+    "plain": dict(PAPER),
+    # The double well's settings: tightened bound, looser cap, small tempering steps, learning-rate decay.
+    "tuned": dict(PAPER, extra_latents=16, kappa=10.0, max_step=0.025, stage_lr_floor=0.01, final_steps=3000),
+    # Options of ours: a 3-component mixture prior, started from 50 frames of a plain MD run (forward bound,
+    # 2000 steps), then the eq.-39 mixed objective (γ = 0.5) at β = 1 with the tightened bound.
+    "mixture-data": dict(PAPER, mixture=3, data_frames=50, pretrain_steps=2000, gamma=0.5, start=1.0,
+                         final_steps=3000, extra_latents=16, kappa=10.0),
+    # The same start from data, without the mixture prior (the paper's N(0, I)).
+    "data": dict(PAPER, data_frames=50, pretrain_steps=2000, gamma=0.5, start=1.0, final_steps=3000,
+                 extra_latents=16, kappa=10.0),
+}
+
+
+def backbone_angles(spec, positions) -> tuple[np.ndarray, np.ndarray]:
     """φ, ψ (degrees) of positions [N, 22, 3] (nm)."""
-    xyz = torch.as_tensor(positions)
+    xyz = torch.as_tensor(np.asarray(positions))
     return tuple(np.degrees(dihedral_angles(*(xyz[:, i] for i in spec.extras[name])).numpy())
                  for name in ("phi_atoms", "psi_atoms"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--system", default="ala2-vacuum", choices=["ala2-vacuum", "ala2-implicit"])
-    parser.add_argument("--out", type=Path, default=Path("runs/rkl-ala2"))
-    parser.add_argument("--reference-steps", type=int, default=250_000, help="2 fs MD steps of the reference")
-    parser.add_argument("--steps-per-stage", type=int, default=200)
-    parser.add_argument("--final-steps", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--extra-latents", type=int, default=0,
-                        help="K encoder draws tightening the bound (0: the paper's eq. 16)")
-    parser.add_argument("--stage-lr-floor", type=float, default=1.0,
-                        help="learning rate at the end of each stage, relative to its start (1: constant)")
-    parser.add_argument("--kappa", type=lambda text: None if text == "none" else float(text), default=KAPPA,
-                        help="per-sample gradient cap, in batch-mean norms ('none': off)")
-    parser.add_argument("--max-step", type=float, default=AdaptiveTempering.max_step,
-                        help="largest tempering step Δβ_max")
-    parser.add_argument("--data-frames", type=int, default=0,
-                        help="frames of a separate MD run for the eq.-39 mixed objective (0: no data)")
-    parser.add_argument("--data-steps", type=int, default=50_000, help="2 fs MD steps that the data frames span")
-    parser.add_argument("--gamma", type=float, default=0.5, help="weight of the reverse KL in eq. 39")
-    parser.add_argument("--energy-cap", type=float, default=ENERGY_CAP,
-                        help="tempered reduced energy β u (kT) above which the loss caps it (lin-log)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads and OpenMM bridge workers")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    spec = systems.load(args.system, temperature=330.0)
-    reference_path = simulate(spec, args.reference_steps, args.out / "reference.dcd", report_every=250,
-                              seed=args.seed, progress=not args.quiet)
-    reference = trajectory_positions(load_trajectory(reference_path), spec)
+def basin_fractions(spec, positions) -> dict:
+    """Fractions of configurations in α_R, β and φ > 0 (:data:`cvplug.analysis.ALA2_BASINS`)."""
+    phi, psi = backbone_angles(spec, positions)
+    return {short: float(ALA2_BASINS[name](phi, psi).mean()) for short, name in BASINS.items()}
 
-    data, gamma = None, None
-    if args.data_frames > 0:
-        if args.data_steps < args.data_frames:
-            raise SystemExit(f"--data-steps ({args.data_steps}) must be at least --data-frames ({args.data_frames})")
-        every = args.data_steps // args.data_frames
-        data_path = simulate(spec, every * args.data_frames, args.out / "data.dcd", report_every=every,
-                             seed=args.seed + 1, progress=not args.quiet)
-        data, gamma = trajectory_positions(load_trajectory(data_path), spec), args.gamma
-    fitted = fit_model(spec, 2, target_options={"threads": 1, "workers": args.threads}, init_std=0.01,
-                       data=data, gamma=gamma,
-                       schedule=AdaptiveTempering(max_step=args.max_step), steps_per_stage=args.steps_per_stage,
-                       final_steps=args.final_steps, batch_size=args.batch, seed=args.seed,
-                       extra_latents=args.extra_latents, kappa=args.kappa, energy_cap=args.energy_cap,
-                       stage_lr_floor=args.stage_lr_floor,
-                       work_dir=args.out, progress=not args.quiet)
-    fitted.cv.export(args.out / "rkl_cv.pt")
+
+def chirality(spec, positions) -> np.ndarray:
+    """Sign of the triple product (N − CA) · ((C − CA) × (CB − CA)) of the alanine residue [N]."""
+    names = {a.name: a.index for a in spec.topology.atoms() if a.residue.name == "ALA"}
+    xyz = np.asarray(positions)
+    ca = xyz[:, names["CA"]]
+    vectors = [xyz[:, names[n]] - ca for n in ("N", "C", "CB")]
+    return np.sign(np.einsum("ij,ij->i", vectors[0], np.cross(vectors[1], vectors[2])))
+
+
+def md_positions(spec, out: Path, steps: int, every: int, seed: int) -> np.ndarray:
+    """Positions [N, 22, 3] (nm) of a plain MD run at 330 K (2 fs steps, a frame every ``every``), kept in ``out``."""
+    path = simulate(spec, steps, out, report_every=every, seed=seed, progress=False)
+    return trajectory_positions(load_trajectory(path), spec)
+
+
+def reference_weights() -> dict | None:
+    """Mean and standard error of the reference basin weights (from ``ala2_reference.json``), or None."""
+    if not REFERENCE.exists():
+        return None
+    summary = json.loads(REFERENCE.read_text())["summary"]
+    if summary is None:
+        return None
+    summary = summary["fes"]
+    return {short: summary[name] for short, name in BASINS.items()}
+
+
+def train(spec, options: dict, seed: int, out: Path, md_dir: Path, data_steps: int, progress: bool):
+    """Fit one configuration (data frames, if any, evenly spaced over ``data_steps`` MD steps of a run seeded
+    1000 + seed); returns the :class:`~cvplug.plugins.rkl.RklFit`."""
+    options = dict(options)
+    schedule = AdaptiveTempering(start=options.pop("start"), max_step=options.pop("max_step"))
+    frames, gamma = options.pop("data_frames", 0), options.pop("gamma", None)
+    data = None
+    if frames:
+        every = data_steps // frames
+        data = md_positions(spec, md_dir / f"data-seed{seed}", every * frames, every, seed=1000 + seed)
+    return fit_model(spec, 2, target_options={"threads": 1, "workers": 1}, schedule=schedule, data=data,
+                     gamma=gamma if data is not None else None, seed=seed, work_dir=out, progress=progress,
+                     **options)
+
+
+def evaluate(spec, fitted, reference_md: np.ndarray, samples: int = 20_000) -> dict:
+    """The acceptance numbers of one fitted model (see the module docstring)."""
     with torch.no_grad():
-        z = fitted.cv(torch.as_tensor(reference, dtype=torch.get_default_dtype())).numpy()
-        generated = fitted.target.positions(fitted.model.sample(20_000).x).double().numpy()
-    fitted.target.close()
-    phi, psi = backbone_angles(spec, reference)
+        generated = fitted.target.positions(fitted.model.sample(samples, torch.Generator().manual_seed(0)).x)
+        generated = generated.double().numpy()
+        z = fitted.cv(torch.as_tensor(reference_md, dtype=torch.get_default_dtype())).numpy()
+    phi, psi = backbone_angles(spec, reference_md)
     alpha, beta = ALA2_BASINS["alpha_R"](phi, psi), ALA2_BASINS["beta (C7eq/C5)"](phi, psi)
     either = alpha | beta
     bonds = [(bond.atom1.index, bond.atom2.index) for bond in spec.topology.bonds()]
-    gen_phi, gen_psi = backbone_angles(spec, generated)
-    results = {
-        "system": args.system, "temperature_K": 330.0, "reference_frames": len(reference),
-        "reference_fraction_alpha_beta": [float(alpha.mean()), float(beta.mean())],
-        "generated_fraction_alpha_beta": [float(ALA2_BASINS["alpha_R"](gen_phi, gen_psi).mean()),
-                                          float(ALA2_BASINS["beta (C7eq/C5)"](gen_phi, gen_psi).mean())],
-        "logistic_accuracy_alpha_vs_beta": logistic_accuracy(z[either], alpha[either]),
-        "majority_class_fraction": float(max(alpha[either].mean(), beta[either].mean())),
-        "bond_length_mad_nm": bond_length_deviation(generated, reference, bonds),
-        "rg_mean_difference_nm": float(radius_of_gyration(generated).mean() - radius_of_gyration(reference).mean()),
-        "data_frames": 0 if data is None else len(data), "gamma": gamma,
-        "force_calls": fitted.result.force_calls, "training_wall_s": fitted.result.wall_s,
-        "stages": len(fitted.result.history), "final_beta": fitted.result.history[-1]["beta"],
-    }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    for key, value in results.items():
-        print(f"{key:<36}{value}")
+    reference_sign = chirality(spec, spec.positions[None])[0]
+    return {"generated": basin_fractions(spec, generated), "md": basin_fractions(spec, reference_md),
+            "classifier_alpha_vs_beta": (logistic_accuracy(z[either], alpha[either])
+                                         if alpha.any() and beta.any() else float("nan")),
+            "majority_class": float(max(alpha[either].mean(), beta[either].mean())),
+            "bond_length_mad_nm": bond_length_deviation(generated, reference_md, bonds),
+            "rg_difference_nm": float(radius_of_gyration(generated).mean() - radius_of_gyration(reference_md).mean()),
+            "d_alanine_fraction": float(np.mean(chirality(spec, generated) != reference_sign)),
+            "samples": samples, "force_calls": fitted.result.force_calls, "wall_s": fitted.result.wall_s,
+            "stages": len(fitted.result.history)}
+
+
+def plot(spec, fitted, out: Path) -> None:
+    """figure10.png: (φ, ψ) of μθ(z) on a grid of z; ramachandran.png: generated vs reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    model = fitted.model
+    with torch.no_grad():
+        if model.prior is None:
+            low, high = np.full(2, -2.5), np.full(2, 2.5)
+        else:
+            spread = 2.5 * torch.exp(model.prior.log_std).numpy()
+            low = (model.prior.means.numpy() - spread).min(0)
+            high = (model.prior.means.numpy() + spread).max(0)
+        axes = [np.linspace(lo, hi, 41) for lo, hi in zip(low, high)]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+        means = fitted.target.positions(model.decode(torch.as_tensor(grid, dtype=model.offset.dtype))).double()
+        generated = fitted.target.positions(model.sample(20_000, torch.Generator().manual_seed(0)).x).double()
+    phi, psi = backbone_angles(spec, means.numpy())
+    fig, panels = plt.subplots(1, 2, figsize=(10, 4.5))
+    for k, panel in enumerate(panels):
+        shown = panel.scatter(phi, psi, c=grid[:, k], s=6, cmap="viridis")
+        panel.set(xlim=(-180, 180), ylim=(-180, 180), xlabel="φ (deg)", ylabel="ψ (deg)",
+                  title=f"μθ(z) on a grid of z, coloured by z{k + 1}")
+        fig.colorbar(shown, ax=panel)
+    fig.tight_layout()
+    fig.savefig(out / "figure10.png", dpi=120)
+    plt.close(fig)
+    fig, panels = plt.subplots(1, 2, figsize=(10, 4.5))
+    gen_phi, gen_psi = backbone_angles(spec, generated.numpy())
+    panels[0].hist2d(gen_phi, gen_psi, bins=72, range=[[-180, 180], [-180, 180]], cmin=1, cmap="viridis")
+    panels[0].set(title="generated (20,000 samples, β = 1)")
+    if REFERENCE.exists():
+        free = np.array(json.loads(REFERENCE.read_text())["mean_free_energy_kJ_mol"])      # [psi, phi]
+        kT = 0.0083144626 * TEMPERATURE
+        axis = np.degrees(np.linspace(-np.pi, np.pi, free.shape[0] + 1)[:-1])
+        shown = panels[1].contourf(axis, axis, np.minimum(free / kT, 12), levels=13, cmap="viridis_r")
+        fig.colorbar(shown, ax=panels[1], label="F / kT")
+        panels[1].set(title="reference (metadynamics), F / kT")
+    for panel in panels:
+        panel.set(xlim=(-180, 180), ylim=(-180, 180), xlabel="φ (deg)", ylabel="ψ (deg)")
+    fig.tight_layout()
+    fig.savefig(out / "ramachandran.png", dpi=120)
+    plt.close(fig)
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def table(results: dict, reference: dict | None) -> list[str]:
+    """The acceptance table, one column per seed."""
+    seeds = list(results)
+    lines = [f"{'':<34}{'reference':>16}" + "".join(f"{'seed ' + str(s):>11}" for s in seeds)]
+    for short in BASINS:
+        ref = f"{reference[short]['mean']:.3f} ± {reference[short]['stderr']:.3f}" if reference else "n/a"
+        lines.append(f"{short + ' weight (generated)':<34}{ref:>16}"
+                     + "".join(f"{r['generated'][short]:>11.4f}" for r in results.values()))
+    if reference:
+        for short in ("alpha_R", "beta"):
+            ok = ["yes" if 0.5 <= r["generated"][short] / reference[short]["mean"] <= 2 else "no"
+                  for r in results.values()]
+            lines.append(f"{short + ' within ×2 of reference':<34}{'':>16}" + "".join(f"{v:>11}" for v in ok))
+    rows = [("classifier α_R vs β (≥ 0.9)", "classifier_alpha_vs_beta", ".3f"),
+            ("  majority class of the MD", "majority_class", ".3f"),
+            ("bond-length MAD, nm (< 0.005)", "bond_length_mad_nm", ".5f"),
+            ("Rg mean difference, nm (|.| < 0.01)", "rg_difference_nm", ".4f"),
+            ("D-alanine fraction (0)", "d_alanine_fraction", ".4f"),
+            ("force calls", "force_calls", ".3g"), ("wall time, s", "wall_s", ".0f"), ("stages", "stages", "d")]
+    for label, key, fmt in rows:
+        lines.append(f"{label:<34}{'':>16}" + "".join(f"{r[key]:>11{fmt}}" for r in results.values()))
+    return lines
+
+
+def main() -> None:
+    """Train the chosen configuration for each seed and print the acceptance table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="plain", choices=sorted(CONFIGS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an option of the configuration (repeat)")
+    parser.add_argument("--out", type=Path, default=Path("runs/rkl-ala2"))
+    parser.add_argument("--md-steps", type=int, default=500_000, help="2 fs steps of the plain MD for the classifier")
+    parser.add_argument("--data-steps", type=int, default=250_000, help="2 fs MD steps the data frames span")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    options = dict(CONFIGS[args.config])
+    for item in args.set:
+        key, _, value = item.partition("=")
+        options[key] = _value(value)
+    spec = systems.load("ala2-implicit", temperature=TEMPERATURE)
+    md = md_positions(spec, args.out / "md" / "classifier", args.md_steps, 500, seed=999)
+    results = {}
+    for seed in args.seeds:
+        out = args.out / args.config / f"seed{seed}"
+        started = time.perf_counter()
+        fitted = train(spec, options, seed, out, args.out / "md", args.data_steps, not args.quiet)
+        fitted.cv.export(out / "rkl_cv.pt")
+        results[seed] = {**evaluate(spec, fitted, md), "options": options,
+                         "script_wall_s": time.perf_counter() - started}
+        plot(spec, fitted, out)
+        fitted.target.close()
+        write_json(out / "results.json", results[seed])
+    reference = reference_weights()
+    lines = [f"configuration {args.config}: {json.dumps(options)}"] + table(results, reference)
+    print("\n".join(lines))
+    (args.out / args.config).mkdir(parents=True, exist_ok=True)
+    (args.out / args.config / f"table-seeds{'-'.join(map(str, args.seeds))}.txt").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

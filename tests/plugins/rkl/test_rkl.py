@@ -317,7 +317,8 @@ def test_short_double_well_run_moves_the_model_toward_the_boltzmann_statistics(d
 
 
 def test_double_well_exact_statistics_samples_and_acceptance(double_well):
-    exact_samples, exact_statistics, failures = double_well.exact_samples, double_well.exact_statistics, double_well.failures
+    exact_samples, exact_statistics = double_well.exact_samples, double_well.exact_statistics
+    failures = double_well.failures
 
     u = systems.load("double-well").toy.u
     exact = exact_statistics(u)
@@ -382,7 +383,8 @@ def test_pearson_r_misses_the_objectives_optimum_that_spearman_rho_accepts(doubl
     weight, z moving x1 by 0.05 per unit within the main well) meets r ≥ 0.95 with a KL 0.011 nats higher."""
     from scipy.stats import norm, spearmanr
 
-    exact_kl, exact_samples, posterior_mean = double_well.exact_kl, double_well.exact_samples, double_well.posterior_mean
+    exact_kl, exact_samples = double_well.exact_kl, double_well.exact_samples
+    posterior_mean = double_well.posterior_mean
     u = systems.load("double-well").toy.u
     grid = np.linspace(-6, 6, 24_001)
     with torch.no_grad():
@@ -424,3 +426,57 @@ def test_report_judges_spearman_rho_of_the_encoder_mean_and_gives_pearson_r_besi
     assert numbers["rank_correlation"] == pytest.approx(1.0, abs=1e-12)
     assert numbers["correlation"] == pytest.approx(abs(np.corrcoef(x1 ** 3, x1)[0, 1]), abs=1e-6)
     assert numbers["correlation"] < 0.9
+
+
+def test_mixture_prior_density_and_stratified_estimate_are_exact_and_differentiable_in_the_weights():
+    """q(z) equals torch's mixture density; mean(weights · f(z)) over stratified draws estimates E_q f without
+    bias, and its gradient in the logits is the exact one (f(z) = |z|²: E f = Σ π_k (|m_k|² + Σ s_k²))."""
+    from cvplug.plugins.rkl import MixturePrior
+
+    torch.manual_seed(0)
+    prior = MixturePrior(2, 3).double()
+    with torch.no_grad():
+        prior.logits.copy_(torch.tensor([0.3, -0.5, 0.1]))
+        prior.log_std.copy_(torch.tensor([[0.1, -0.2], [0.0, 0.3], [-0.4, 0.2]]))
+    reference = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=prior.logits.detach()),
+        torch.distributions.Independent(torch.distributions.Normal(prior.means.detach(),
+                                                                   torch.exp(prior.log_std.detach())), 1))
+    z = reference.sample((100,))
+    assert torch.allclose(prior.log_prob(z), reference.log_prob(z), atol=1e-12)
+
+    def exact(logits):
+        return (torch.softmax(logits, 0) * ((prior.means ** 2).sum(1) + torch.exp(2 * prior.log_std).sum(1))).sum()
+
+    z, weights = prior.stratified(300_000)
+    assert z.shape == (300_000, 2) and weights.shape == (300_000,)
+    estimate = (weights * (z ** 2).sum(1)).mean()
+    assert estimate.item() == pytest.approx(exact(prior.logits).item(), rel=0.01)
+    (grad,) = torch.autograd.grad(estimate, prior.logits)
+    (exact_grad,) = torch.autograd.grad(exact(prior.logits), prior.logits)
+    assert torch.allclose(grad, exact_grad, atol=0.02)
+    draws = prior.sample(200_000, torch.Generator().manual_seed(1))
+    assert (draws ** 2).sum(1).mean().item() == pytest.approx(exact(prior.logits).item(), rel=0.01)
+    with pytest.raises(ValueError, match="n_mixture"):
+        MixturePrior(2, 0)
+
+
+def test_mixture_model_trains_its_weights_and_pretraining_starts_it_at_the_data(one_thread):
+    """With a mixture prior the reverse-KL loss reaches the weights π; ``pretrain_steps`` fit the model to data
+    frames (forward bound, no force calls) before the first stage, and need data."""
+    from cvplug.plugins.rkl import fit_model
+
+    spec = systems.load("double-well")
+    data = np.zeros((20, 1, 3))
+    data[:, 0, 0] = np.where(np.arange(20) < 15, -2.4, 2.3)          # both wells, x2 = 0
+    options = dict(schedule=AdaptiveTempering(start=1.0), final_steps=5, batch_size=30, data=data, gamma=0.5,
+                   mixture=2, seed=0, progress=False)
+    untrained = fit_model(spec, 1, pretrain_steps=0, **options)
+    pretrained = fit_model(spec, 1, pretrain_steps=300, lr=1e-2, **options)
+    assert pretrained.result.force_calls == untrained.result.force_calls == 5 * 30 + 4 * 30
+    assert untrained.model.prior.logits.grad is not None                        # π is trained
+    with torch.no_grad():
+        x1 = pretrained.model.sample(4000, torch.Generator().manual_seed(0)).x[:, 0]
+    assert ((x1 + 2.4).abs() < 1).float().mean() > 0.5 and ((x1 - 2.3).abs() < 1).float().mean() > 0.1
+    with pytest.raises(ValueError, match="pretrain_steps needs data"):
+        fit_model(spec, 1, schedule=AdaptiveTempering(start=1.0), pretrain_steps=5, progress=False)
