@@ -103,6 +103,7 @@ class TrainingData:
 
     @property
     def n_frames(self) -> int:
+        """Number of frames over all trajectories."""
         return sum(len(f) for f in self.frames)
 
     def positions(self, trajectory: int, index=slice(None)) -> Tensor:

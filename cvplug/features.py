@@ -77,9 +77,11 @@ class Feature(nn.Module):
         self.n_out = int(n_out)
 
     def describe(self) -> dict:
+        """JSON-able description of the feature (type, atoms, options), stored in the CV file."""
         raise NotImplementedError
 
     def atom_indices(self) -> list[int]:
+        """The sorted, distinct atom indices the feature reads."""
         return sorted(set(self.atoms.tolist()))
 
 
@@ -105,12 +107,14 @@ class Cartesians(Feature):
         self.register_buffer("reference", reference if reference is not None else torch.zeros(len(atoms), 3))
 
     def forward(self, positions: Tensor) -> Tensor:
+        """The chosen Cartesian components [batch, n_atoms·n_components] (nm), Kabsch-aligned if given a reference."""
         coords = positions.index_select(-2, self.atoms)
         if self.aligned:
             coords = kabsch_align(coords, self.reference.to(coords.dtype))
         return coords.index_select(-1, self.components).flatten(-2)
 
     def describe(self) -> dict:
+        """JSON-able description: atoms, components, whether aligned."""
         return {"type": "cartesians", "atoms": self.atoms.tolist(), "aligned": self.aligned,
                 "components": self.components.tolist(), "units": "nm"}
 
@@ -132,10 +136,12 @@ class PairwiseDistances(Feature):
         self.register_buffer("second", torch.tensor([p[1] for p in pairs], dtype=torch.long))
 
     def forward(self, positions: Tensor) -> Tensor:
+        """Distances [batch, n_pairs] (nm) of positions [batch, n_atoms, 3] (nm)."""
         delta = positions.index_select(-2, self.second) - positions.index_select(-2, self.first)
         return torch.linalg.vector_norm(delta, dim=-1)
 
     def describe(self) -> dict:
+        """JSON-able description: the atom pairs."""
         return {"type": "distances", "pairs": torch.stack([self.first, self.second], 1).tolist(), "units": "nm"}
 
 
@@ -172,9 +178,11 @@ class Contacts(Feature):
         self.r0, self.n, self.m = float(r0), float(n), float(m)
 
     def forward(self, positions: Tensor) -> Tensor:
+        """Switching-function contacts [batch, n_pairs] (dimensionless, 0 to 1) of positions (nm)."""
         return rational_switch(self.distances(positions), self.r0, self.n, self.m)
 
     def describe(self) -> dict:
+        """JSON-able description: the pairs and r0 (nm), n, m."""
         return {"type": "contacts", "pairs": self.distances.describe()["pairs"], "switch": "rational",
                 "r0": self.r0, "n": self.n, "m": self.m, "r0_units": "nm", "units": "dimensionless"}
 
@@ -194,6 +202,7 @@ class Dihedrals(Feature):
         self.sincos = sincos
 
     def forward(self, positions: Tensor) -> Tensor:
+        """Torsions [batch, n] (rad, (−π, π]) or, with ``sincos``, all sines then all cosines [batch, 2n]."""
         p = [positions.index_select(-2, self.quadruplets[:, k]) for k in range(4)]
         angles = dihedral_angles(p[0], p[1], p[2], p[3])
         if self.sincos:
@@ -201,6 +210,7 @@ class Dihedrals(Feature):
         return angles
 
     def describe(self) -> dict:
+        """JSON-able description: the atom quadruplets and sincos."""
         return {"type": "dihedrals", "quadruplets": self.quadruplets.tolist(), "sincos": self.sincos,
                 "units": "dimensionless" if self.sincos else "rad"}
 
@@ -215,9 +225,11 @@ class Concatenate(Feature):
         self.parts = nn.ModuleList(features)
 
     def forward(self, positions: Tensor) -> Tensor:
+        """The parts' outputs side by side [batch, n_out]."""
         return torch.cat([part(positions) for part in self.parts], dim=-1)
 
     def describe(self) -> dict:
+        """JSON-able description: the parts in order."""
         return {"type": "concatenate", "parts": [part.describe() for part in self.parts]}
 
 

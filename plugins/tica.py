@@ -39,6 +39,7 @@ class TICA(Method):
         self.epsilon = float(epsilon)
 
     def fit(self, data) -> "TICA":
+        """Estimate TICA on the feature trajectories of ``data`` at its lag; sets ``cv`` and ``model``; returns self."""
         x = [f.double().numpy() for f in data.feature_trajectories() if len(f) > data.lag]
         if not x:
             raise ValueError(f"TICA needs a trajectory of more than lag = {data.lag} frames")

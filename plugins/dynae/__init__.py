@@ -63,10 +63,12 @@ class DynAE(Method):
 
     @classmethod
     def options(cls) -> dict:
+        """The constructor's options with their defaults, the :class:`Settings` fields included."""
         settings = {f.name: f.default for f in fields(Settings) if f.name not in ("n_components", "lag")}
         return {**super().options(), **settings}
 
     def fit(self, data) -> "DynAE":
+        """Train on the lag pairs of ``data`` (a TrainingData); sets ``cv`` and ``model``; returns self."""
         result = train(data, self.n_components, data.lag, seed=self.seed, checkpoint=self.checkpoint("dynae.ckpt"),
                        progress=self.progress, **self.settings)
         result.cv.periodic_box = data.spec.periodic

@@ -80,9 +80,12 @@ class BinSampler:
 
     @property
     def n_bins(self) -> int:
+        """Number of occupied bins."""
         return len(self.count)
 
     def draw(self, groups: int, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Indices [groups, batch] of samples: ``groups`` bins drawn with the bin probabilities, then ``batch``
+        samples drawn uniformly (with replacement) inside each."""
         bins = torch.multinomial(self.probabilities, groups, replacement=True, generator=generator)
         offsets = (torch.rand(groups, batch, generator=generator, dtype=torch.float64)
                    * self.count[bins, None]).long()

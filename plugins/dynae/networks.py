@@ -41,6 +41,7 @@ class Encoder(nn.Module):
         self.log_variance = nn.Linear(hidden[-1] if hidden else n_in, n_components) if variational else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """z [batch, d] of x [batch, n_in] (the posterior mean for a variational encoder)."""
         return self.head(self.body(x))
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,10 +21,12 @@ class ParabolicWarp(nn.Module):
         self.a = float(a)
 
     def forward(self, xy: Tensor) -> Tensor:
+        """(x, y + a·x²) [batch, 2] of ``xy`` [batch, 2] (units of the input)."""
         x, y = xy[:, 0], xy[:, 1]
         return torch.stack([x, y + self.a * x * x], dim=1)
 
     def describe(self) -> str:
+        """The map as text, stored in the CV's metadata."""
         return f"(x, y) -> (x, y + {self.a} x^2)"
 
 
@@ -40,7 +42,9 @@ class Observed(Feature):
         self.inner, self.transform = inner, transform
 
     def forward(self, positions: Tensor) -> Tensor:
+        """The transformed feature [batch, n_out] of positions [batch, n_atoms, 3] (nm)."""
         return self.transform(self.inner(positions))
 
     def describe(self) -> dict:
+        """JSON-able description: the inner feature's and the map's."""
         return {"type": "observed", "inner": self.inner.describe(), "map": self.transform.describe()}

@@ -73,6 +73,7 @@ class Settings:
     prior_hidden: Sequence[int] = (32, 32)
 
     def check(self) -> None:
+        """Raise ValueError naming the first setting out of range."""
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         if isinstance(self.n_components, bool) or not isinstance(self.n_components, int) or self.n_components < 1:

@@ -62,6 +62,7 @@ class Decoder(nn.Module):
         self.n_components, self.data_dim, self.hidden = int(n_components), int(periodic.numel()), tuple(hidden)
 
     def standardise(self, x: Tensor) -> Tensor:
+        """Standardised coordinates u [B, D] of data x [B, D]: (x − mean)/std, angles wrapped to [−π, π)."""
         u = (x - self.shift) / self.scale
         return torch.where(self.periodic, distributions.wrap(u), u)
 
@@ -76,9 +77,11 @@ class Decoder(nn.Module):
         return torch.where(self.periodic, distributions.wrap(u), u * self.scale + self.shift)
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """log P(u|z) [B] of standardised coordinates u [B, D] given latents z [B, d]."""
         raise NotImplementedError
 
     def standardised_sample(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """One standardised u [B, D] per latent z [B, d]."""
         raise NotImplementedError
 
 
@@ -92,10 +95,12 @@ class MSEDecoder(Decoder):
         self.net = mlp(self.n_components, self.data_dim, self.hidden)
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:
+        """log P(u|z) [B]: Gaussians (von Mises for angles) with unit variance in the units of x."""
         loc = self.net(z)
         return distributions.log_prob(u, loc, -torch.log(self.scale).expand_as(loc), self.periodic).sum(-1)
 
     def standardised_sample(self, z: Tensor) -> Tensor:
+        """One u [B, D] per latent z [B, d]."""
         loc = self.net(z)
         return distributions.sample(loc, -torch.log(self.scale).expand_as(loc), self.periodic)
 
@@ -115,9 +120,11 @@ class CondIndDecoder(Decoder):
         return out[..., : self.data_dim], out[..., self.data_dim:]
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:
+        """log P(u|z) [B]: a sum of independent Gaussians / von Mises."""
         return distributions.log_prob(u, *self.parameters_of(z), self.periodic).sum(-1)
 
     def standardised_sample(self, z: Tensor) -> Tensor:
+        """One u [B, D] per latent z [B, d]."""
         return distributions.sample(*self.parameters_of(z), self.periodic)
 
 
@@ -140,13 +147,16 @@ class AutoregressiveDecoder(Decoder):
         return torch.cat([z, u_in, torch.cos(u.index_select(-1, self.periodic_index))], dim=-1)
 
     def conditionals(self, u: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(loc, log_scale) [B, D] of every P(u_i | u_<i, z)."""
         out = self.net(self._inputs(u, z))
         return out[..., : self.data_dim], out[..., self.data_dim:]
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:
+        """log P(u|z) [B] = Σ_i log P(u_i | u_<i, z)."""
         return distributions.log_prob(u, *self.conditionals(u, z), self.periodic).sum(-1)
 
     def standardised_sample(self, z: Tensor) -> Tensor:
+        """One u [B, D] per latent z [B, d], coordinate by coordinate."""
         u = torch.zeros(*z.shape[:-1], self.data_dim, dtype=z.dtype, device=z.device)
         for i in range(self.data_dim):
             loc, log_scale = self.conditionals(u, z)
@@ -175,10 +185,12 @@ class FlowDecoder(CondIndDecoder):
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:
         # the scaling by ``factor`` before and after the flow cancels in the log-Jacobian
+        """log P(u|z) [B]: the base density at the flow's image plus its log-Jacobian."""
         y, log_jacobian = self.transform(z).call_and_ladj(u * self.factor)
         return super().standardised_log_prob(y / self.factor, z) + log_jacobian
 
     def standardised_sample(self, z: Tensor) -> Tensor:
+        """One u [B, D] per latent z [B, d]: a base sample through the inverse flow."""
         y = super().standardised_sample(z)
         return self.transform(z).inv(y * self.factor) / self.factor
 

@@ -42,6 +42,7 @@ class InputEmbedding(nn.Module):
         return cls(x.mean(dim=0), torch.where(std > 1e-8, std, torch.ones_like(std)), periodic)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Network inputs [B, n_out] of data x [B, D]."""
         linear = (x.index_select(-1, self.linear_index) - self.mean) / self.std
         angles = x.index_select(-1, self.periodic_index)
         return torch.cat([linear, torch.sin(angles), torch.cos(angles)], dim=-1)
@@ -72,11 +73,24 @@ class GaussianEncoder(nn.Module):
 
 
 class EncoderMean(nn.Module):
-    """x [B, D] → the encoder mean [B, d]: what the exported CV computes (TorchScript-able)."""
+    """x [B, D] → the first ``n_components`` outputs of ``network(x)`` [B, d]: the mean of a Gaussian encoder
+    whose network returns the mean and the log-variance side by side; what an exported CV computes
+    (TorchScript-able). For a :class:`GaussianEncoder`, use :meth:`of`.
 
-    def __init__(self, encoder: GaussianEncoder):
+    >>> mean = EncoderMean(nn.Linear(3, 4), n_components=2)
+    >>> mean(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(self, network: nn.Module, n_components: int):
         super().__init__()
-        self.embedding, self.net, self.n_components = encoder.embedding, encoder.net, encoder.n_components
+        self.network, self.n_components = network, int(n_components)
+
+    @classmethod
+    def of(cls, encoder: GaussianEncoder) -> "EncoderMean":
+        """The mean of ``encoder`` (sharing its modules): input embedding, then the network."""
+        return cls(nn.Sequential(encoder.embedding, encoder.net), encoder.n_components)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(self.embedding(x))[..., : self.n_components]
+        """The encoder mean [B, d] of x [B, D]."""
+        return self.network(x)[..., : self.n_components]

@@ -45,11 +45,13 @@ class Angles(Feature):
         self.register_buffer("triples", torch.tensor(triples, dtype=torch.long))
 
     def forward(self, positions: Tensor) -> Tensor:
+        """Bond angles [batch, n_angles] (rad) of positions [batch, n_atoms, 3] (nm)."""
         return bond_angles(positions.index_select(-2, self.triples[:, 0]),
                            positions.index_select(-2, self.triples[:, 1]),
                            positions.index_select(-2, self.triples[:, 2]))
 
     def describe(self) -> dict:
+        """JSON-able description: the atom triples and the unit."""
         return {"type": "angles", "triples": self.triples.tolist(), "units": "rad"}
 
 
@@ -131,6 +133,7 @@ class ZMatrix:
 
     @property
     def n_coordinates(self) -> int:
+        """Number of internal coordinates: free bonds + angles + dihedrals."""
         return len(self.free_bonds) + len(self.angle_triples) + len(self.dihedral_quads)
 
     @property

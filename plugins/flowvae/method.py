@@ -73,7 +73,7 @@ def make_cv(vae: FlowVAE, features: Feature, n_atoms: int, observation: Optional
     ``features`` must give the VAE's data x (after ``observation``, e.g. Cartesian → polar). With ``positions``
     [N, n_atoms, 3] the CV is calibrated (suggested metadynamics ranges and widths).
     """
-    encoder: nn.Module = EncoderMean(copy.deepcopy(vae.encoder)).eval()
+    encoder: nn.Module = EncoderMean.of(copy.deepcopy(vae.encoder)).eval()
     if observation is not None:
         encoder = nn.Sequential(observation, encoder)
     cv = CollectiveVariable(features, encoder, n_atoms, names=[f"z{k}" for k in range(vae.n_components)],
@@ -124,6 +124,7 @@ class FlowPriorVAE(Method):
                              prior_blocks=prior_blocks, prior_hidden=tuple(prior_hidden))
 
     def fit(self, data) -> "FlowPriorVAE":
+        """Train on the frames of ``data`` (a TrainingData); sets ``cv`` and ``model``; returns self."""
         x = torch.cat(data.feature_trajectories())
         vae, history = fit_vae(x, periodic_columns(data.features), self.n_components, self.decoder, self.beta,
                                self.epochs, seed=self.seed, checkpoint=self.checkpoint("flowvae.ckpt"),

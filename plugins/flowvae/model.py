@@ -34,6 +34,7 @@ class Loss:
 
     @property
     def objective(self) -> float:
+        """nll + β·kl, nats per sample."""
         return float(self.nll + self.beta * self.kl)
 
 
@@ -49,6 +50,7 @@ class FlowVAE(nn.Module):
 
     @property
     def n_components(self) -> int:
+        """The latent dimension d."""
         return self.encoder.n_components
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:

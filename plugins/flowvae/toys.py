@@ -49,6 +49,7 @@ class PolarCoordinates(nn.Module):
     """(x, y) [B, 2] → (r, θ) [B, 2], r in the units of x, θ in radians (−π, π]; TorchScript-able."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """(r, θ) [B, 2] of (x, y) [B, 2]."""
         return torch.stack([torch.linalg.vector_norm(x, dim=-1), torch.atan2(x[..., 1], x[..., 0])], dim=-1)
 
 

@@ -53,6 +53,7 @@ class BATEnergy:
         return u.to(torch.get_default_dtype())
 
     def close(self) -> None:
+        """Release the OpenMM contexts of the energy bridge."""
         self.energy.close()
 
 

@@ -53,6 +53,7 @@ class MassWeighting(nn.Module):
         return self.basis.shape[1]
 
     def forward(self, x: Tensor) -> Tensor:
+        """Mass-weighted coordinates z [B, d] (√amu·nm) of features x [B, n] (nm)."""
         return ((x - self.mean) * self.sqrt_masses) @ self.basis
 
     def inverse(self, z: Tensor) -> Tensor:

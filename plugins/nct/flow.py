@@ -61,11 +61,13 @@ class AffineCoupling(nn.Module):
         return torch.cat([a, b], dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """y [B, dim] of x [B, dim]: one half shifted and scaled by functions of the other."""
         a, b = self._split(x)
         shift, log_scale = self._parameters_of(a)
         return self._merge(a, b * log_scale.exp() + shift)
 
     def inverse(self, y: Tensor) -> Tensor:
+        """x [B, dim] of y [B, dim]."""
         a, b = self._split(y)
         shift, log_scale = self._parameters_of(a)
         return self._merge(a, (b - shift) * (-log_scale).exp())
@@ -82,6 +84,7 @@ class Rotation(nn.Module):
         self.register_load_state_dict_post_hook(_refresh_after_load)
 
     def rotation(self) -> Tensor:
+        """The orthogonal matrix R [dim, dim]."""
         if self.training:
             return torch.linalg.matrix_exp(self.generator - self.generator.T)
         return self.matrix
@@ -91,15 +94,18 @@ class Rotation(nn.Module):
             self.matrix.copy_(torch.linalg.matrix_exp(self.generator - self.generator.T))
 
     def train(self, mode: bool = True) -> "Rotation":
+        """Set training mode; leaving it refreshes the cached matrix."""
         super().train(mode)
         if not mode:
             self._refresh()
         return self
 
     def forward(self, x: Tensor) -> Tensor:
+        """R x for x [B, dim]."""
         return x @ self.rotation().T
 
     def inverse(self, y: Tensor) -> Tensor:
+        """Rᵀ y for y [B, dim]."""
         return y @ self.rotation()
 
 
@@ -128,11 +134,13 @@ class CoordinateFlow(nn.Module):
         self.eval()
 
     def forward(self, z: Tensor) -> Tensor:
+        """Q = F(z) [B, dim] of z [B, dim]."""
         for block in self.blocks:
             z = block(z)
         return z
 
     def inverse(self, Q: Tensor) -> Tensor:
+        """z = F⁻¹(Q) [B, dim] of Q [B, dim]."""
         for block in self.blocks[::-1]:
             Q = block.inverse(Q)
         return Q

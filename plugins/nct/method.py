@@ -43,6 +43,7 @@ class SlowModes(nn.Module):
         self.register_buffer("components", torch.tensor(list(components), dtype=torch.long))
 
     def forward(self, x: Tensor) -> Tensor:
+        """The chosen latent coordinates [B, n_components] (√amu·nm) of features x [B, n] (nm)."""
         return self.model.latent_coordinates(x).index_select(-1, self.components)
 
 
@@ -64,7 +65,7 @@ class NCT(Method):
     >>> from cvplug import systems                                              # doctest: +SKIP
     >>> from cvplug.data import TrainingData                                    # doctest: +SKIP
     >>> nct = NCT(steps=1000).fit(TrainingData.from_system(systems.load("harmonic-chain")))  # doctest: +SKIP
-    >>> nct.cv.info["frequencies"]                                              # slowest ω_k, 1/ps
+    >>> nct.cv.info["frequencies"]                  # slowest ω_k, 1/ps          # doctest: +SKIP
     """
 
     name = "nct"
@@ -83,11 +84,13 @@ class NCT(Method):
                                 bridge_options=bridge_options)
 
     def check(self, spec) -> None:
+        """Raise ValueError when variational training is asked for a periodic molecular system."""
         if self.training == "variational" and spec.toy is None and spec.periodic:
             raise ValueError(f"variational NCT needs a non-periodic system; {spec.name} is periodic: use "
                              "training='mle' on frames")
 
     def fit(self, data) -> "NCT":
+        """Train on ``data`` (frames: maximum likelihood, none: variational); sets ``cv``, ``model``; returns self."""
         variational = self.training == "variational" or (self.training == "auto" and not data.frames)
         options = dict(system=data.spec, n_components=self.n_components, seed=self.seed,
                        checkpoint=self.checkpoint("nct.ckpt"), progress=self.progress, **self.fit_options)
