@@ -145,7 +145,6 @@ def _bias(args) -> None:
 
     cv = load_cv(args.cv)
     settings = _well_tempered(args)
-    settings.grid(cv)
     spec = _spec(args)
     check_compatible(spec.system, cv, spec.topology)
     save_atoms = _save_atoms(args, spec)

@@ -49,7 +49,6 @@ from .cv import load_cv
 from .data import TrainingData, full_positions
 from .features import Dihedrals, Feature, default_features
 from .metad import HillsBias, WellTempered, reweighting_factors, run_metadynamics
-from .metad.settings import cv_periods
 from .report import plot_round_fes, round_report
 from .runs import claim, move_folder_aside, positive_int, read_json, system_identity, write_json
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
@@ -215,9 +214,7 @@ class _Run:
                 centers.append(cv(positions).double().numpy())
         if not centers:
             return None
-        ranges, widths = bias.grid(cv)
-        replay = HillsBias(widths, cv_periods(cv), self.spec.temperature, bias.bias_factor, bias.height)
-        replay.use_grid(ranges)
+        replay = HillsBias.along(cv, bias.for_cv(cv), self.spec.temperature)
         replay.redeposit(np.concatenate(centers))
         return replay.centers, replay.heights
 

@@ -17,7 +17,7 @@ A ``readonly`` bias (reweighting, analysis) reads the files and never writes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from ..constants import MOLAR_GAS_CONSTANT
 from ..runs import nonnegative_int, positive_number, write_atomic
 from ..trajectory import TrajectoryError
 from .grid import HillsGrid
+
+if TYPE_CHECKING:
+    from .settings import WellTempered
 
 __all__ = ["HillsBias", "read_hills", "write_hills", "INHERITED"]
 
@@ -104,6 +107,17 @@ class HillsBias:
                 self.folder.mkdir(parents=True, exist_ok=True)
             self.centers, self.heights = read_hills(self._file(self.walker), d)
             self._read_others()
+
+    @classmethod
+    def along(cls, cv, settings: "WellTempered", temperature: float, folder=None, walker: int = 0,
+              inherited: Optional[tuple[np.ndarray, np.ndarray]] = None) -> "HillsBias":
+        """The bias along ``cv`` (its periods) with ``settings`` (widths, ranges filled in:
+        :meth:`WellTempered.for_cv`), tabulated on the grid of its ranges; ``temperature`` in K."""
+        periods = [tuple(p) if p is not None else None for p in cv.metadata["periodic"]]
+        bias = cls(settings.widths, periods, temperature, settings.bias_factor, settings.height, folder, walker,
+                   inherited=inherited)
+        bias.use_grid(settings.ranges)
+        return bias
 
     def _file(self, walker: int) -> Path:
         return self.folder / f"hills.{walker}.npy"

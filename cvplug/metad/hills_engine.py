@@ -19,8 +19,7 @@ from cvplug.systems import SystemSpec
 from ..trajectory import TrajectoryError
 from .fastcv import cv_evaluator
 from .hills import HillsBias
-from .integrator import free_force_group
-from .settings import WellTempered, cv_periods
+from .settings import WellTempered
 
 __all__ = ["HillsEngine"]
 
@@ -32,7 +31,8 @@ class HillsEngine:
     ----------
     spec : the system; its ``system`` gets the force.
     cv : the CV (a CollectiveVariable or a loaded CV file).
-    settings : the well-tempered settings (height kJ/mol, bias factor, frequency in MD steps, widths and ranges).
+    settings : the well-tempered settings (height kJ/mol, bias factor, frequency in MD steps), with the widths
+        and ranges for ``cv`` filled in (:meth:`WellTempered.for_cv`).
     out_dir : where ``hills/`` lives (this walker's hills and the others'); None keeps the bias in memory.
     walker : this walker's index.
     reprojectable : keep the positions (nm) of every hill so that :meth:`replace_cv` can move them to a new CV.
@@ -43,22 +43,20 @@ class HillsEngine:
 
     def __init__(self, spec: SystemSpec, cv, settings: WellTempered, out_dir: Optional[Path] = None,
                  walker: int = 0, reprojectable: bool = False, inherited=None):
-        ranges, widths = settings.grid(cv)
         self.module = cv.compiled()
         self.evaluate = cv_evaluator(self.module)
         self._positions = np.empty((spec.system.getNumParticles(), 3))
         self.deposits: Optional[list[np.ndarray]] = [] if reprojectable else None  # positions (nm) of each hill
         folder = Path(out_dir) / "hills" if out_dir is not None else None
-        self.bias = HillsBias(widths, cv_periods(cv), spec.temperature, settings.bias_factor, settings.height,
-                              folder, walker, inherited=inherited)
-        self.bias.use_grid(ranges)
+        self.bias = HillsBias.along(cv, settings, spec.temperature, folder, walker, inherited)
         self.frequency = settings.frequency // settings.stride
-        self.group = free_force_group(spec.system)
+        self.group = _free_force_group(spec.system)
         force = openmm.PythonForce(self._compute)
         force.setForceGroup(self.group)
         force.setName("cvplug hills bias")
         spec.system.addForce(force)
-        self.axes = [np.linspace(lo, hi, int(np.ceil(5 * (hi - lo) / w))) for (lo, hi), w in zip(ranges, widths)]
+        self.axes = [np.linspace(lo, hi, int(np.ceil(5 * (hi - lo) / w)))
+                     for (lo, hi), w in zip(settings.ranges, settings.widths)]
 
     def _compute(self, state: openmm.State):
         """Bias energy (kJ/mol) and forces (kJ/mol/nm) at the state's positions."""
@@ -129,6 +127,15 @@ class HillsEngine:
     def close(self) -> None:
         """Save this walker's hills and read the others' once more."""
         self.bias.sync()
+
+
+def _free_force_group(system: openmm.System) -> int:
+    """The highest force group (0–31) no force of ``system`` uses, for the bias force."""
+    used = {system.getForce(i).getForceGroup() for i in range(system.getNumForces())}
+    free = sorted(set(range(32)) - used)
+    if not free:
+        raise ValueError("all 32 force groups are in use; free one for the bias")
+    return free[-1]
 
 
 def _positions(simulation) -> np.ndarray:

@@ -17,16 +17,7 @@ from ..constants import openmm_seed
 from .colvar import Colvar
 from .engine import BiasEngine
 
-__all__ = ["bias_integrator", "free_force_group", "Stepper"]
-
-
-def free_force_group(system: openmm.System) -> int:
-    """The highest force group (0–31) no force of ``system`` uses, for the bias force."""
-    used = {system.getForce(i).getForceGroup() for i in range(system.getNumForces())}
-    free = sorted(set(range(32)) - used)
-    if not free:
-        raise ValueError("all 32 force groups are in use; free one for the bias")
-    return free[-1]
+__all__ = ["bias_integrator", "Stepper"]
 
 
 def bias_integrator(spec: SystemSpec, seed: int, stride: int, bias_group: int,

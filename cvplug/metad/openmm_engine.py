@@ -21,7 +21,7 @@ from cvplug.systems import SystemSpec
 from ..attach import cv_forces
 from ..trajectory import TrajectoryError
 from .hills import read_hills, write_hills
-from .settings import WellTempered, cv_periods
+from .settings import WellTempered
 
 __all__ = ["OpenMMEngine"]
 
@@ -29,17 +29,18 @@ __all__ = ["OpenMMEngine"]
 class OpenMMEngine:
     """``openmm.app.Metadynamics`` with one TorchForce per component (a :class:`cvplug.metad.engine.BiasEngine`).
 
-    Parameters as for :class:`cvplug.metad.hills_engine.HillsEngine`; OpenMM needs all components periodic or
+    Parameters as for :class:`cvplug.metad.hills_engine.HillsEngine` (settings with ranges and widths filled in:
+    :meth:`WellTempered.for_cv`); OpenMM needs all components periodic or
     none, and cannot replace its CV during a run."""
 
     def __init__(self, spec: SystemSpec, cv, settings: WellTempered, out_dir: Optional[Path] = None,
                  walker: int = 0):
-        ranges, widths = settings.grid(cv)
-        periods = cv_periods(cv)
-        if len({p is None for p in periods}) > 1:
+        ranges, widths = settings.ranges, settings.widths
+        periods = [p is not None for p in cv.metadata["periodic"]]
+        if len(set(periods)) > 1:
             raise ValueError("OpenMM's Metadynamics needs all CV components periodic or none; use engine='hills'")
-        variables = [app.BiasVariable(force, lo, hi, width, period is not None)
-                     for force, (lo, hi), width, period in zip(cv_forces(cv), ranges, widths, periods)]
+        variables = [app.BiasVariable(force, lo, hi, width, periodic)
+                     for force, (lo, hi), width, periodic in zip(cv_forces(cv), ranges, widths, periods)]
         self.frequency = settings.frequency // settings.stride
         # built without a bias folder (it would write and read files at once, under a random id) …
         self.meta = app.Metadynamics(spec.system, variables, spec.temperature * unit.kelvin, settings.bias_factor,

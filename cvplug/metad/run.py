@@ -51,7 +51,7 @@ from .fes import final_bias_weights, save_fes
 from .hills_engine import HillsEngine
 from .integrator import Stepper, bias_integrator
 from .openmm_engine import OpenMMEngine
-from .settings import WellTempered, cv_periods
+from .settings import WellTempered
 
 __all__ = ["BiasedSimulation", "MetadynamicsResult", "build_metadynamics", "run_metadynamics"]
 
@@ -107,7 +107,7 @@ def build_metadynamics(spec: SystemSpec, cv: AnyCV, settings: Optional[WellTempe
     nonnegative_int("walker", walker)
     _check_spec(spec)
     check_compatible(spec.system, cv, spec.topology)
-    settings.grid(cv)  # ranges and widths checked before the system gets a force
+    settings = settings.for_cv(cv)  # ranges and widths checked before the system gets a force
     out_dir = Path(out_dir) if out_dir is not None else None
     if settings.engine == "hills":
         engine = HillsEngine(spec, cv, settings, out_dir, walker, reprojectable, inherited)
@@ -129,7 +129,7 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, settings: Optional[We
                      report_every: int = 500, walker: int = 0, dynamics: Optional[str] = None, seed: int = 0,
                      platform: str = "CPU", threads: Optional[int] = None, progress: bool = True,
                      save_atoms: Optional[Sequence[int]] = None, overwrite: bool = False,
-                     on_start: Optional[Callable[[], None]] = None, inherited=None,
+                     on_start: Optional[Callable[[], None]] = None, inherited=None, outputs: bool = True,
                      **options) -> MetadynamicsResult:
     """Run well-tempered metadynamics of ``spec`` biased along ``cv`` for ``steps`` MD steps.
 
@@ -150,6 +150,7 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, settings: Optional[We
     on_start : called once this walker owns ``out_dir`` (locked, identity checked), before it writes there.
     inherited : (centres, heights kJ/mol) of hills the ``"hills"`` bias starts from (the learn loop's earlier
         rounds on this CV).
+    outputs : write ``fes.npz`` and ``fes.png`` at the end (False: one segment of a longer run).
     """
     spec = systems.resolve(spec)
     settings = WellTempered.from_options(settings, **options)
@@ -164,7 +165,8 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, settings: Optional[We
     if dynamics not in (None, "langevin", "brownian"):
         raise ValueError(f"dynamics must be 'langevin' or 'brownian', not {dynamics!r}")
     check_compatible(spec.system, cv, spec.topology)
-    ranges, widths = settings.grid(cv)
+    settings = settings.for_cv(cv)
+    ranges, widths = list(settings.ranges), list(settings.widths)
     atoms = _check_save_atoms(spec, save_atoms)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -192,8 +194,7 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, settings: Optional[We
         if on_start is not None:
             on_start()
         write_json(file("metadynamics.json"), recorded)
-        resolved = WellTempered.from_options(settings, ranges=ranges, widths=widths)
-        run = build_metadynamics(spec, cv, resolved, walker=walker, dynamics=dynamics, seed=seed, platform=platform,
+        run = build_metadynamics(spec, cv, settings, walker=walker, dynamics=dynamics, seed=seed, platform=platform,
                                  threads=threads, out_dir=out_dir, inherited=inherited)
         engine = run.engine
         colvar = Colvar(file("colvar.dat"), names)
@@ -206,6 +207,7 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, settings: Optional[We
             colvar.close()
         engine.close()  # this walker's hills saved, the other walkers' read once more
         free_energy = engine.free_energy()
-        save_fes(file("fes.npz"), engine.axes, free_energy, names, spec.kT)
+        if outputs:
+            save_fes(file("fes.npz"), engine.axes, free_energy, names, spec.kT)
         lines = read_colvar(file("colvar.dat"))
     return MetadynamicsResult(out_dir, engine.axes, free_energy, lines, path, engine, spec.kT)

@@ -7,12 +7,12 @@ the learn loop's :class:`cvplug.learn.LearnSettings`, the continuous mode and th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional, Sequence
 
 from ..runs import positive_int, positive_number
 
-__all__ = ["WellTempered", "ENGINES", "cv_periods"]
+__all__ = ["WellTempered", "ENGINES"]
 
 ENGINES = ("hills", "openmm")
 
@@ -82,6 +82,12 @@ class WellTempered:
         """The names of the settings, e.g. to pick them out of a wider set of options."""
         return tuple(f.name for f in fields(WellTempered))
 
+    def for_cv(self, cv) -> "WellTempered":
+        """These settings with the ranges and widths for ``cv`` filled in (see :meth:`grid`): what the engines
+        take."""
+        ranges, widths = self.grid(cv)
+        return replace(self, ranges=tuple(ranges), widths=tuple(widths))
+
     def grid(self, cv) -> tuple[list[tuple[float, float]], list[float]]:
         """Ranges (CV units) and Gaussian widths (CV units) per component for ``cv``: these settings', or the
         suggestions in the CV's metadata (calibrated range, its period; widths 5 % of the range)."""
@@ -96,11 +102,6 @@ class WellTempered:
         if len(widths) != d:
             raise ValueError(f"give a positive Gaussian width for each of the {d} components, got {widths}")
         return ranges, [positive_number("a Gaussian width", w) for w in widths]
-
-
-def cv_periods(cv) -> list:
-    """Per CV component None, or the (lower, upper) period of a periodic component (CV units)."""
-    return [tuple(p) if p is not None else None for p in cv.metadata["periodic"]]
 
 
 def _checked_ranges(ranges: Sequence) -> list[tuple[float, float]]:
