@@ -9,6 +9,7 @@ command per configuration (:data:`CONFIGS`); each prints the acceptance table of
   training; compare with its majority-class fraction);
 * mean absolute deviation of the mean bond lengths, difference of the mean radius of gyration (generated − MD);
 * the fraction of generated samples with D-alanine (CA's chirality inverted);
+* the circular mean (φ, ψ) of the generated α_R configurations beside the MD's (is it the same basin?);
 * training force calls and wall time.
 
 It also writes ``figure10.png`` (the (φ, ψ) of the decoder means μθ(z) on a grid of z, coloured by z1 and z2, as
@@ -76,6 +77,15 @@ def basin_fractions(spec, positions) -> dict:
     return {short: float(ALA2_BASINS[name](phi, psi).mean()) for short, name in BASINS.items()}
 
 
+def alpha_centre(spec, positions) -> list[float]:
+    """Circular mean (φ, ψ) in degrees of the configurations in α_R (nan when there are none)."""
+    phi, psi = backbone_angles(spec, positions)
+    inside = ALA2_BASINS["alpha_R"](phi, psi)
+    if not inside.any():
+        return [float("nan"), float("nan")]
+    return [float(np.degrees(np.angle(np.exp(1j * np.radians(a[inside])).mean()))) for a in (phi, psi)]
+
+
 def chirality(spec, positions) -> np.ndarray:
     """Sign of the triple product (N − CA) · ((C − CA) × (CB − CA)) of the alanine residue [N]."""
     names = {a.name: a.index for a in spec.topology.atoms() if a.residue.name == "ALA"}
@@ -129,6 +139,8 @@ def evaluate(spec, fitted, reference_md: np.ndarray, samples: int = 20_000) -> d
     bonds = [(bond.atom1.index, bond.atom2.index) for bond in spec.topology.bonds()]
     reference_sign = chirality(spec, spec.positions[None])[0]
     return {"generated": basin_fractions(spec, generated), "md": basin_fractions(spec, reference_md),
+            "alpha_centre_generated_deg": alpha_centre(spec, generated),
+            "alpha_centre_md_deg": alpha_centre(spec, reference_md),
             "classifier_alpha_vs_beta": (logistic_accuracy(z[either], alpha[either])
                                          if alpha.any() and beta.any() else float("nan")),
             "majority_class": float(max(alpha[either].mean(), beta[either].mean())),
@@ -206,6 +218,10 @@ def table(results: dict, reference: dict | None) -> list[str]:
             ok = ["yes" if 0.5 <= r["generated"][short] / reference[short]["mean"] <= 2 else "no"
                   for r in results.values()]
             lines.append(f"{short + ' within ×2 of reference':<34}{'':>16}" + "".join(f"{v:>11}" for v in ok))
+    for k, angle in enumerate(("φ", "ψ")):
+        lines.append(f"{'α_R centre ' + angle + ', generated (MD)':<34}{'':>16}" + "".join(
+            f"{r['alpha_centre_generated_deg'][k]:>5.0f} ({r['alpha_centre_md_deg'][k]:>3.0f})"
+            for r in results.values()))
     rows = [("classifier α_R vs β (≥ 0.9)", "classifier_alpha_vs_beta", ".3f"),
             ("  majority class of the MD", "majority_class", ".3f"),
             ("bond-length MAD, nm (< 0.005)", "bond_length_mad_nm", ".5f"),
