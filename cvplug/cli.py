@@ -401,6 +401,8 @@ def _given(sub: argparse.ArgumentParser, argv) -> set:
 
 
 def main(argv=None) -> int:
+    """Run the ``cvplug`` command with ``argv`` (default: the process's arguments); returns the exit status
+    (0, 2 for an error, 130 for Ctrl-C)."""
     from .cv import CVFileError  # noqa: F401  (a ValueError: one line, exit 2)
 
     argv = list(sys.argv[1:] if argv is None else argv)

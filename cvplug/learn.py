@@ -309,18 +309,18 @@ class LearnRun(_Run):
         return summaries
 
 
-def prepare(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True,
+def prepare(spec, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True,
             overwrite: bool = False) -> LearnRun:
-    """Check a learn run on ``system`` (a SystemSpec or anything :func:`cvplug.systems.resolve` accepts):
+    """Check a learn run on ``spec`` (a SystemSpec or anything :func:`cvplug.systems.resolve` accepts):
     settings, features, saved atoms and method options; raises ValueError before anything is written.
     ``overwrite``: start over, moving a run with other settings (or this one) aside to ``<out_dir>.old-<time>``."""
     settings = settings or LearnSettings()
     settings.check()
-    return LearnRun(systems.resolve(system), Path(out_dir), settings, progress, overwrite)
+    return LearnRun(systems.resolve(spec), Path(out_dir), settings, progress, overwrite)
 
 
-def learn(system, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True,
+def learn(spec, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True,
           overwrite: bool = False) -> list[dict]:
-    """Run (or resume) the learn loop on ``system``; returns one summary dict per round (:mod:`cvplug.report`).
+    """Run (or resume) the learn loop on ``spec`` (a SystemSpec, a shipped name or a file path); returns one summary dict per round (:mod:`cvplug.report`).
     A run with other settings in ``out_dir`` is refused unless ``overwrite`` (moved aside, not deleted)."""
-    return prepare(system, out_dir, settings, progress, overwrite).run()
+    return prepare(spec, out_dir, settings, progress, overwrite).run()

@@ -35,7 +35,7 @@ from .training import progress_bar
 __all__ = ["learn_online"]
 
 
-def learn_online(system, out_dir, method: str = "dynae", steps: int = 100_000, warmup_steps: int = 20_000,
+def learn_online(spec, out_dir, method: str = "dynae", steps: int = 100_000, warmup_steps: int = 20_000,
                  update_every: int = 20_000, buffer_frames: int = 2_000, report_every: int = 50,
                  n_components: int = 2, lag: int = 1, features=(), method_options: Optional[dict] = None,
                  bias: Optional[WellTempered] = None, seed: int = 0, platform: str = "CPU",
@@ -45,7 +45,7 @@ def learn_online(system, out_dir, method: str = "dynae", steps: int = 100_000, w
     ``colvar.dat`` (time ps, CV values, bias kJ/mol; the CV changes at each update), ``thermo.dat`` (time ps,
     potential energy kJ/mol, instantaneous temperature K) and ``updates.dat``. ``dynamics`` overrides the
     system's default ("langevin" or "brownian"; the temperature means something for Langevin only).
-    ``system``: a SystemSpec or anything :func:`cvplug.systems.resolve` accepts; ``features``: feature specs
+    ``spec``: a SystemSpec or anything :func:`cvplug.systems.resolve` accepts; ``features``: feature specs
     (:mod:`cvplug.selection`, default the system's); ``method_options`` go to the method (:mod:`cvplug.methods`);
     ``bias``: the metadynamics settings (:class:`cvplug.metad.WellTempered`, ``"hills"`` engine), whose fields
     ``bias_options`` replace (``height=0.5``).
@@ -59,7 +59,7 @@ def learn_online(system, out_dir, method: str = "dynae", steps: int = 100_000, w
         raise ValueError("steps, warmup_steps and update_every must be multiples of report_every")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spec = systems.resolve(system)
+    spec = systems.resolve(spec)
     features = resolve_features(spec, features)
     warmup = simulate(dataclasses.replace(spec, system=copy.deepcopy(spec.system)), warmup_steps, out_dir / "warmup",
                       report_every, seed, platform, dynamics, progress=progress)

@@ -19,12 +19,16 @@ class BiasEngine(Protocol):
     """A well-tempered metadynamics bias acting on a Simulation through one force.
 
     Attributes: ``group`` (the force group of the bias force), ``axes`` (the FES grid points per component, CV
-    units), ``frequency`` (bias steps between depositions: MD steps / stride).
+    units), ``frequency`` (bias steps between depositions: MD steps / stride), ``n_hills``.
     """
 
     group: int
     axes: list[np.ndarray]
     frequency: int
+
+    @property
+    def n_hills(self) -> int:
+        """The hills this walker deposited so far."""
 
     def advance(self, simulation: app.Simulation, steps: int) -> None:
         """Integrate ``steps`` bias steps (MD steps / stride), depositing hills on the way."""
