@@ -25,7 +25,7 @@ def polar_to_cartesian(polar: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     parser = study_parser(__doc__, "runs/flowvae-beltway")
-    parser.add_argument("--latent-dim", type=int, default=1)
+    parser.add_argument("--n-components", type=int, default=1, help="latent dimensions")
     args = parser.parse_args()
     xy = grid_sample(beltway_u, *BELTWAY_BOUNDS, args.n_train + args.n_test, spacing=0.01, seed=args.seed)
     cases = [ToyCase("cartesian", xy, beltway_u, BELTWAY_BOUNDS),

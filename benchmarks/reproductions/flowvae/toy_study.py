@@ -16,7 +16,6 @@ import torch
 from torch import Tensor, nn
 
 from cvplug.plugins.flowvae import DECODERS, fit_vae, score
-from cvplug.training import seed_everything
 
 from scoring import latent_map, markdown_table  # beside this script
 
