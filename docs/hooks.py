@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import re
 import shutil
 import tempfile
@@ -69,13 +70,39 @@ def on_config(config):
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "data"))
     config.plugins["mkdocstrings"].config.handlers.setdefault("python", {})["paths"] = [str(source)]
     _MODULES[:] = public_modules()
+    _report_repository_paths(source)
     config.nav = [*config.nav, {"API reference": api_nav()}, {"Reproductions": reproduction_nav()}]
     return config
 
 
 def on_shutdown():
+    logging.setLogRecordFactory(_RECORD_FACTORY)
     while _SOURCES:
         shutil.rmtree(_SOURCES.pop(), ignore_errors=True)
+
+
+_RECORD_FACTORY = logging.getLogRecordFactory()
+
+
+def _report_repository_paths(source: Path) -> None:
+    """Make log messages (griffe's docstring warnings) name the repository's files, not the temporary copies."""
+    copies = sorted(((str(source.joinpath(*package.split("."))), str(folder))
+                     for package, folder in package_dirs().items()), key=lambda pair: -len(pair[0]))
+
+    def repository_path(text):
+        if isinstance(text, str):
+            for copy, folder in copies:
+                text = text.replace(copy, folder)
+        return text
+
+    def factory(*args, **kwargs):
+        record = _RECORD_FACTORY(*args, **kwargs)
+        record.msg = repository_path(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(repository_path(a) for a in record.args)
+        return record
+
+    logging.setLogRecordFactory(factory)
 
 
 def api_nav() -> list:

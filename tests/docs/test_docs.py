@@ -66,14 +66,17 @@ def test_docstring_examples_run(package):
 
 
 def _public(module) -> list[tuple[str, object]]:
-    """Public functions and classes of a module: its ``__all__``, else the names it defines without a leading _."""
+    """Public functions and classes of a module: its ``__all__``, else the names it defines without a leading _;
+    only those defined in cvplug."""
     if hasattr(module, "__all__"):
         names = list(module.__all__)
     else:
         names = [n for n, obj in vars(module).items()
                  if not n.startswith("_") and getattr(obj, "__module__", None) == module.__name__]
-    return [(n, getattr(module, n)) for n in names
-            if inspect.isfunction(getattr(module, n, None)) or inspect.isclass(getattr(module, n, None))]
+    objects = [(n, getattr(module, n, None)) for n in names]
+    # functions and classes of cvplug's own (a re-exported third-party class such as openmmtorch's is not ours)
+    return [(n, obj) for n, obj in objects if (inspect.isfunction(obj) or inspect.isclass(obj))
+            and (getattr(obj, "__module__", None) or "").split(".")[0] == "cvplug"]
 
 
 def _documented(obj) -> bool:
