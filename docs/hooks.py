@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -162,7 +163,7 @@ def _repository_links(markdown: str, page_path: Path) -> str:
         if re.match(r"^[a-z]+:|^#|^/", target):
             return match.group(0)
         path, _, anchor = target.partition("#")
-        resolved = (page_path.parent / path).resolve()
+        resolved = Path(os.path.normpath(page_path.parent / path))  # no symlink resolution: repository paths
         try:
             inside = resolved.relative_to(REPRODUCTIONS)
         except ValueError:
