@@ -107,7 +107,8 @@ def main() -> None:
                                              "phi>0 (alpha_L/C7ax)": "0 < phi < 120"},
                               "summary": summary,
                               "runs": [{k: v for k, v in r.items() if k != "free_energy_kJ_mol"} for r in runs],
-                              "mean_free_energy_kJ_mol": np.mean([r["free_energy_kJ_mol"] for r in runs], 0).tolist()})
+                              "mean_free_energy_kJ_mol":
+                                  np.round(np.mean([r["free_energy_kJ_mol"] for r in runs], 0), 3).tolist()})
     for how, basins in summarise(runs).items():
         print(how + ": " + "; ".join(f"{b} {s['mean']:.4f} ± {s['stderr']:.4f} ({s['min']:.4f}–{s['max']:.4f})"
                                      for b, s in basins.items()))
