@@ -254,7 +254,7 @@ def cli_reference() -> str:
             if not actions:
                 continue
             title = "arguments" if group.title in ("options", "positional arguments") else group.title
-            lines += ["", f"**{title}**", "", "| argument | default | meaning |", "|---|---|---|"]
+            lines += ["", f"**{title}**", "", "| argument | meaning |", "|---|---|"]
             lines += [_argument_row(sub, action) for action in actions]
     return "\n".join(lines) + "\n"
 
@@ -270,13 +270,14 @@ def _argument_row(parser, action) -> str:
     names = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.metavar or action.dest}`"
     if action.option_strings and action.nargs != 0:
         names += f" `{formatter._format_args(action, formatter._get_default_metavar_for_optional(action))}`"
-    default = "" if action.default in (None, argparse.SUPPRESS) or action.nargs == 0 else f"`{action.default}`"
     help_text = formatter._expand_help(action) if action.help else ""
     if action.choices is not None and not isinstance(action, argparse._SubParsersAction):
         help_text += f" (one of {', '.join(f'`{c}`' for c in action.choices)})"
-    return f"| {names} | {default} | {_cell(help_text)} |"
+    if action.default not in (None, argparse.SUPPRESS) and action.nargs != 0 and "default" not in help_text:
+        help_text += f" (default `{action.default}`)"
+    return f"| {names} | {_cell(help_text)} |"
 
 
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell."""
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
