@@ -108,3 +108,19 @@ def test_plugin_page_example_runs(tmp_path, monkeypatch):
     exec(compile(code, "docs/pages/methods/plugin.md", "exec"), {"__name__": "plugin_example"})
     assert output.getvalue().strip() == "['pc0', 'pc1']"
     assert (tmp_path / "pca.pt").is_file()
+
+
+def test_readme_is_short_and_agrees_with_ci():
+    """README.md: at most 200 lines, shows the two commands, CI runs exactly its test command, links resolve."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    commands = re.findall(r"^(make \w+)\s+#", readme, re.M)
+    assert commands[:2] == ["make demo", "make test"], commands
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci == ["make test"], ci
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme):
+        if not re.match(r"^[a-z]+:", target):
+            assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
