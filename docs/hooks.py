@@ -7,7 +7,8 @@
 - ``reproductions/<method>/README.md``: the reproduction notes in ``benchmarks/reproductions/<method>/``, with the
   files beside them; links that point elsewhere in the repository become plain paths;
 - in hand-written pages, ``<!-- method-options: NAME -->`` becomes the options table of the registered method
-  NAME and ``<!-- reproduction: NAME -->`` a link to its reproduction notes.
+  NAME and ``<!-- reproduction: NAME -->`` a link to its reproduction notes;
+- on API pages, the Sphinx roles of the docstrings (``:class:``, ``:func:`` …) are dropped before their code spans.
 
 ``plugins/`` and ``systems/`` are installed as ``cvplug.plugins`` and ``cvplug.systems`` (setuptools
 ``package-dir``); griffe, which mkdocstrings uses to read the sources, looks for ``cvplug/plugins/``, so the
@@ -144,6 +145,13 @@ def on_page_markdown(markdown, page, config, files):
     if page.file.src_uri.startswith("reproductions/"):
         markdown = _repository_links(markdown, REPRODUCTIONS / Path(page.file.src_uri).relative_to("reproductions"))
     return markdown
+
+
+def on_page_content(html, page, config, files):
+    """Docstrings use Sphinx roles (``:class:`X```), which Markdown leaves as text before the code span: drop them."""
+    if page.file.src_uri.startswith("api/"):
+        html = re.sub(r":(?:class|func|meth|mod|data|attr|exc|obj):(<code>)~?\.?", r"\1", html)
+    return html
 
 
 def reproduction_link(method: str, page) -> str:
