@@ -65,6 +65,7 @@ def public_modules() -> list[str]:
 
 @event_priority(100)  # before mkdocstrings reads its handler options
 def on_config(config):
+    """Copy the sources into one ``cvplug/`` tree for griffe, list the modules once, add the generated nav."""
     source = Path(tempfile.mkdtemp(prefix="cvplug-docs-src-"))
     _SOURCES.append(source)
     for package, folder in package_dirs().items():
@@ -78,6 +79,7 @@ def on_config(config):
 
 
 def on_shutdown():
+    """Restore the log record factory and remove the temporary source trees."""
     logging.setLogRecordFactory(_RECORD_FACTORY)
     while _SOURCES:
         shutil.rmtree(_SOURCES.pop(), ignore_errors=True)
@@ -108,6 +110,7 @@ def _report_repository_paths(source: Path) -> None:
 
 
 def api_nav() -> list:
+    """The API reference section of the nav: one page per module, grouped by subpackage."""
     groups: dict[str, list] = {}
     for module in _MODULES:
         parts = module.split(".")
@@ -118,14 +121,17 @@ def api_nav() -> list:
 
 
 def reproduction_notes() -> list[Path]:
+    """The ``benchmarks/reproductions/<method>/README.md`` files that exist."""
     return sorted(REPRODUCTIONS.glob("*/README.md")) if REPRODUCTIONS.is_dir() else []
 
 
 def reproduction_nav() -> list:
+    """The Reproductions section of the nav: one page per method with notes."""
     return [{readme.parent.name: f"reproductions/{readme.parent.name}/README.md"} for readme in reproduction_notes()]
 
 
 def on_files(files, config):
+    """Add the generated pages: the CLI reference, the API pages, the reproduction notes and their files."""
     def add(uri: str, content=None, abs_src_path=None):
         files.append(File.generated(config, uri, content=content, abs_src_path=abs_src_path))
 
@@ -140,6 +146,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
+    """Fill the option-table and reproduction markers; rewrite links out of the reproduction notes."""
     markdown = re.sub(r"<!-- method-options: (\S+) -->", lambda m: options_table(m.group(1)), markdown)
     markdown = re.sub(r"<!-- reproduction: (\S+) -->", lambda m: reproduction_link(m.group(1), page), markdown)
     if page.file.src_uri.startswith("reproductions/"):
@@ -155,6 +162,7 @@ def on_page_content(html, page, config, files):
 
 
 def reproduction_link(method: str, page) -> str:
+    """A link from ``page`` to the reproduction notes of ``method``, or a line saying there are none yet."""
     readme = REPRODUCTIONS / method / "README.md"
     if not readme.is_file():
         return f"No reproduction notes for `{method}` yet (`benchmarks/reproductions/{method}/` is empty)."
