@@ -19,7 +19,7 @@ in the paper's Figure 10) and ``ramachandran.png`` (generated histogram beside t
     python benchmarks/reproductions/rkl/alanine.py --config mixture-data --seeds 0 1 2
 
 ``--set KEY=VALUE`` overrides a configuration's option (e.g. ``--set final_steps=1000`` for a reduced budget).
-Writes results.json, the CV (rkl_cv.pt) and the plots in ``--out``/<config>/seed<k>; training resumes from its
+Writes results.json, the CV (rkl_cv.pt) and the plots in ``--out``/<config or --name>/seed<k>; training resumes from its
 checkpoint there. The plain MD runs (classifier check and the eq.-39 data frames) are kept in ``--out``/md.
 """
 from __future__ import annotations
@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an option of the configuration (repeat)")
     parser.add_argument("--out", type=Path, default=Path("runs/rkl-ala2"))
+    parser.add_argument("--name", help="subfolder of --out for this run (default: the configuration's name)")
     parser.add_argument("--md-steps", type=int, default=500_000, help="2 fs steps of the plain MD for the classifier")
     parser.add_argument("--data-steps", type=int, default=250_000, help="2 fs MD steps the data frames span")
     parser.add_argument("--quiet", action="store_true")
@@ -252,9 +253,9 @@ def main() -> None:
         options[key] = _value(value)
     spec = systems.load("ala2-implicit", temperature=TEMPERATURE)
     md = md_positions(spec, args.out / "md" / "classifier", args.md_steps, 500, seed=999)
-    results = {}
+    results, name = {}, args.name or args.config
     for seed in args.seeds:
-        out = args.out / args.config / f"seed{seed}"
+        out = args.out / name / f"seed{seed}"
         started = time.perf_counter()
         fitted = train(spec, options, seed, out, args.out / "md", args.data_steps, not args.quiet)
         fitted.cv.export(out / "rkl_cv.pt")
@@ -266,8 +267,7 @@ def main() -> None:
     reference = reference_weights()
     lines = [f"configuration {args.config}: {json.dumps(options)}"] + table(results, reference)
     print("\n".join(lines))
-    (args.out / args.config).mkdir(parents=True, exist_ok=True)
-    (args.out / args.config / f"table-seeds{'-'.join(map(str, args.seeds))}.txt").write_text("\n".join(lines) + "\n")
+    (args.out / name / f"table-seeds{'-'.join(map(str, args.seeds))}.txt").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
