@@ -48,8 +48,11 @@ def test_harmonic_chain_frequencies_and_normal_modes(training):
 def test_ringworld_slow_mode_is_the_angle():
     """Variational: Q1 follows the polar angle (Pearson with θ unwrapped at the model's branch cut ≥ 0.8), ω2 ≫ ω1,
     and Q2 follows the radius away from the cut. A flow is a diffeomorphism of the plane, so the ring must be cut
-    somewhere and Q2 cannot follow the radius across the cut: within ±20° of it we do not ask."""
-    cv = fit_nct(system="ring", steps=1000, seed=0, progress=False, **SMALL_FLOW)
+    somewhere and Q2 cannot follow the radius across the cut: within ±20° of it we do not ask.
+
+    700 steps (ω2/ω1 6.8, angle 0.956, radius 0.899) assert the same as 1000 did (6.8, 0.959, 0.914) in 70 % of
+    the time; 500 steps left the radius at 0.834, too close to the bound."""
+    cv = fit_nct(system="ring", steps=700, seed=0, progress=False, **SMALL_FLOW)
     omega = cv.info["all_frequencies"]
     assert omega[1] > 3 * omega[0]
     rng = np.random.default_rng(1)
