@@ -50,7 +50,7 @@ def test_ringworld_slow_mode_is_the_angle():
     and Q2 follows the radius away from the cut. A flow is a diffeomorphism of the plane, so the ring must be cut
     somewhere and Q2 cannot follow the radius across the cut: within ±20° of it we do not ask.
 
-    700 steps (ω2/ω1 6.8, angle 0.956, radius 0.899) assert the same as 1000 did (6.8, 0.959, 0.914) in 70 % of
+    700 steps (ω2/ω1 6.8, angle 0.956, radius 0.899) assert the same as 1000 did (6.8, 0.959, 0.914) in ≈ 80 % of
     the time; 500 steps left the radius at 0.834, too close to the bound."""
     cv = fit_nct(system="ring", steps=700, seed=0, progress=False, **SMALL_FLOW)
     omega = cv.info["all_frequencies"]
