@@ -68,6 +68,8 @@ class HillsBias:
     inherited : (centres [n, d], heights [n] kJ/mol) of hills the bias starts from; None: those in
         ``<folder>/inherited.npy``, if any.
 
+    Examples
+    --------
     >>> bias = HillsBias([0.2], [None], temperature=300, bias_factor=5, height=1.0)
     >>> bias.deposit([0.0])
     1.0

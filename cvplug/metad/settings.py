@@ -38,6 +38,8 @@ class WellTempered:
         with one TorchForce per component).
     stride : apply the bias every ``stride`` MD steps (multiple-time-step Langevin), like PLUMED's stride.
 
+    Examples
+    --------
     Bad values raise a ValueError naming the setting:
 
     >>> WellTempered(bias_factor=1.0)
