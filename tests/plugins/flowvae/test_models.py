@@ -110,9 +110,10 @@ def test_training_resumes_from_checkpoint(tmp_path):
     x = _data()
     kwargs = dict(n_components=1, decoder="flow", beta=1.0, anneal_epochs=2, lr=3e-3, seed=2, progress=False,
                   encoder_hidden=(16,), decoder_hidden=(16,), prior_hidden=(8,))
-    full, history = fit_vae(x, [False, False], epochs=4, **kwargs)
-    fit_vae(x, [False, False], epochs=2, checkpoint=tmp_path / "run.ckpt", **kwargs)  # "interrupted" after 2
-    resumed, resumed_history = fit_vae(x, [False, False], epochs=4, checkpoint=tmp_path / "run.ckpt", **kwargs)
+    full, history = fit_vae(x, [False, False], epochs=3, **kwargs)
+    fit_vae(x, [False, False], epochs=1, checkpoint=tmp_path / "run.ckpt", **kwargs)  # "interrupted" mid-anneal
+    resumed, resumed_history = fit_vae(x, [False, False], epochs=3, checkpoint=tmp_path / "run.ckpt", **kwargs)
+    assert len(history) == 3
     assert resumed_history == history
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
