@@ -50,6 +50,8 @@ class Method:
     work_dir : folder for checkpoints (an interrupted fit resumes from it), or None.
     progress : show progress bars.
 
+    Notes
+    -----
     Subclasses set ``name``, ``summary`` (one line), ``needs`` (keys of :data:`NEEDS`) and implement
     :meth:`fit`, which sets ``self.cv`` and ``self.model`` and returns ``self``.
     """

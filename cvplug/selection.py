@@ -19,6 +19,8 @@ SELECTION is any mdtraj selection (``name CA``, ``resid 0 to 4 and not element H
 "Atom Selection" in mdtraj's documentation. Atom indices are 0-based indices into the whole system, as in
 OpenMM. Specs that do not parse or select nothing raise :class:`SelectionError` with a one-line message.
 
+Examples
+--------
 >>> import torch
 >>> from cvplug import systems
 >>> spec = systems.load("ala2-vacuum")
@@ -295,10 +297,17 @@ def parse_features(specs: Union[str, Sequence[str]], topology, reference=None) -
     reference : positions [n_atoms, 3] of the whole system (nm; array or OpenMM Quantity): the structure
         ``positions:`` features are aligned to. Needed only for those.
 
-    Raises SelectionError (a ValueError) with a one-line message for an unknown kind, a malformed torsion, an
-    index out of range, a selection that does not parse or matches nothing, fewer than 2 atoms for distances
-    or contacts, fewer than 3 for positions. Warns (UserWarning) when a pairwise feature exceeds
-    :data:`MAX_PAIRWISE_OUTPUTS` outputs.
+    Raises
+    ------
+    SelectionError
+        A ValueError with a one-line message for an unknown kind, a malformed torsion, an index out of range, a
+        selection that does not parse or matches nothing, fewer than 2 atoms for distances or contacts, fewer
+        than 3 for positions.
+
+    Warns
+    -----
+    UserWarning
+        When a pairwise feature exceeds :data:`MAX_PAIRWISE_OUTPUTS` outputs.
     """
     top = _mdtraj_topology(topology)
     if isinstance(specs, str):

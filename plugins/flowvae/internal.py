@@ -79,9 +79,11 @@ class ZMatrix:
     heavy : atoms placed before the hydrogens of the same breadth-first level (default: none preferred).
     constraints : {(i, j): length in nm} of rigid bonds, dropped from the coordinates.
 
-    Attributes: ``order`` (placement order), ``refs`` (per placed atom after the first: (i, p, g, h) with
-    g, h = −1 where undefined), ``free_bonds`` (indices into the bonds that are coordinates).
-    Coordinates (:meth:`n_coordinates` of them): free bond lengths, then the angles, then the dihedrals.
+    Notes
+    -----
+    ``order`` is the placement order, ``refs`` holds per placed atom after the first (i, p, g, h) with
+    g, h = −1 where undefined, ``free_bonds`` the indices into the bonds that are coordinates. The coordinates
+    (:meth:`n_coordinates` of them) are the free bond lengths (nm), then the angles, then the dihedrals (rad).
     """
 
     def __init__(self, n_atoms: int, bonds: Sequence[tuple[int, int]], root: int = 0,

@@ -126,8 +126,11 @@ def fit_nct(data=None, *, system: Union[str, SystemSpec], features: Optional[Fea
     steps, batch, lr, seed, checkpoint, progress : training (see :mod:`.train`); a checkpoint path makes
         an interrupted fit resume when called again with the same arguments.
 
-    The CV's ``info`` holds ``frequencies`` (ω of its components, 1/ps, slowest first),
-    ``all_frequencies``, the training mode and final loss. ``cv.encoder.model`` is the trained NCTModel.
+    Returns
+    -------
+    CollectiveVariable
+        The CV's ``info`` holds ``frequencies`` (ω of its components, 1/ps, slowest first),
+        ``all_frequencies``, the training mode and final loss. ``cv.encoder.model`` is the trained NCTModel.
     """
     spec = systems.load(system) if isinstance(system, str) else system
     if n_components < 1:
