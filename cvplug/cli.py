@@ -30,14 +30,21 @@ __all__ = ["main", "build_parser"]
 RUN_FILE = "run.toml"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int, kind: str):
+    """An argparse type: an integer ≥ ``minimum`` (``kind`` names it in the error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1, "positive")
+_nonnegative_int = _int_at_least(0, "non-negative")
 
 
 def _positive_float(text: str) -> float:
@@ -149,11 +156,40 @@ def _bias(args) -> None:
     check_compatible(spec.system, cv, spec.topology)
     save_atoms = _save_atoms(args, spec)
     _minimize(args, spec)
+    if args.walkers > 1 or args.scheduler:
+        return _bias_walkers(args, spec, cv, settings, save_atoms)
     run_file = Path(args.out) / walker_name(RUN_FILE, args.walker)
     result = run_metadynamics(spec, cv, args.steps, args.out, settings, report_every=args.report_every,
                               walker=args.walker, seed=args.seed, platform=args.platform, save_atoms=save_atoms,
                               overwrite=args.overwrite, on_start=lambda: _write_run_file(args, run_file))
     print(f"bias, colvar.dat, fes.npz, fes.png and the trajectory are in {result.out_dir}")
+
+
+def _bias_walkers(args, spec, cv, settings, save_atoms) -> None:
+    """``cvplug bias --walkers N [--scheduler ADDRESS]``: N walkers sharing one bias, as Dask tasks."""
+    from .runs import move_folder_aside
+    from .walkers import close_client, dashboard, open_client, run_walkers
+
+    if args.walker:
+        raise ValueError("--walker and --walkers exclude each other: --walkers N runs walkers 0 … N-1")
+    if args.steps % args.report_every or args.segment % args.report_every:
+        raise ValueError(f"--steps ({args.steps}) and --segment ({args.segment}) must be multiples of "
+                         f"--report-every ({args.report_every})")
+    client = open_client(args.scheduler, args.walkers)
+    try:
+        where = dashboard(client)
+        print(f"{args.walkers} walkers on {client.scheduler.address}" + (f", dashboard {where}" if where else ""))
+        out = Path(args.out)
+        if args.overwrite and out.exists():
+            move_folder_aside(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_run_file(args, out / RUN_FILE)
+        run_walkers(spec, Path(args.cv), args.steps, out, walkers=args.walkers, client=client,
+                    segment=args.segment, report_every=args.report_every, seed=args.seed, settings=settings,
+                    platform=args.platform, save_atoms=save_atoms, on_progress=print)
+    finally:
+        close_client(client)
+    print(f"each walker's colvar, trajectory and fes files, and the shared hills, are in {args.out}")
 
 
 def _learn(args) -> None:
@@ -301,7 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     _bias_options(p)
     p.add_argument("--engine", choices=["hills", "openmm"], default=WellTempered.engine,
                    help="hills: CV and bias in one PythonForce (default); openmm: OpenMM's Metadynamics")
-    p.add_argument("--walker", type=int, default=0, help="walker index; walkers sharing --out share the bias")
+    p.add_argument("--walker", type=_nonnegative_int, default=0,
+                   help="walker index of this process; walkers sharing --out share the bias")
+    p.add_argument("--walkers", type=_positive_int, default=1,
+                   help="run N walkers sharing the bias as Dask tasks (default %(default)s: one, in this process)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler (tcp://host:port) for the walkers; default: a local cluster "
+                        "sized to this machine")
+    p.add_argument("--segment", type=_positive_int, default=50_000,
+                   help="MD steps per Dask task; a lost worker costs at most one (default %(default)s)")
     p.set_defaults(run=_bias)
 
     p = commands.add_parser("learn", help="alternate MD, CV learning and biasing for several rounds")

@@ -30,8 +30,8 @@ class Checkpoint:
     """A resumable training state in one file, written atomically (:func:`cvplug.runs.write_atomic`).
 
     >>> ckpt = Checkpoint("run/model.ckpt")           # doctest: +SKIP
-    >>> state = ckpt.load()                           # None on a fresh start
-    >>> ckpt.save(epoch=3, model=model, optimizer=opt, history=losses)
+    >>> state = ckpt.load()                           # doctest: +SKIP
+    >>> ckpt.save(epoch=3, model=model, optimizer=opt, history=losses)  # doctest: +SKIP
     Modules and optimizers are stored by ``state_dict`` and restored in place by :meth:`restore`;
     RNG states are saved and restored so a resumed run continues the same random stream.
     """

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 __all__ = ["ClusterError", "WalkerProgress", "open_client", "segment_targets", "run_walkers"]
 
-CONNECT_TIMEOUT = 20.0  # s, to reach a scheduler given by address
+CONNECT_TIMEOUT = 10.0  # s, to reach a scheduler given by address
 
 
 class ClusterError(ValueError):

@@ -1,0 +1,103 @@
+"""Walkers as Dask tasks (cvplug.walkers): a lost worker costs one segment and loses or repeats nothing."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cvplug import CollectiveVariable
+from cvplug.features import Cartesians
+
+DASK = str(Path(sys.executable).with_name("dask"))
+
+
+def x1_cv(path: Path) -> Path:
+    """The double well's x1 as a CV file."""
+    cv = CollectiveVariable(Cartesians([0], components=(0,)), torch.nn.Identity().double(), n_atoms=1,
+                            names=["x1"], method="analytic").double()
+    return cv.export(path)
+
+
+def bias_argv(cv_file: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["bias", "--system", "double-well", "--cv", str(cv_file), "--range=-4:4", "--width", "0.15",
+            "--steps", str(steps), "--report-every", "10", "--frequency", "20", "--height", "0.5",
+            "--bias-factor", "10", "--platform", "Reference", "--out", str(out), *extra]
+
+
+def rows(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_walkers_must_be_positive_at_parse_time(capsys, tmp_path):
+    from cvplug.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(bias_argv(tmp_path / "x.pt", tmp_path / "out", 100, "--walkers", "0"))
+    assert exit_info.value.code == 2
+    assert "argument --walkers: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_unreachable_scheduler_fails_fast_naming_it(cli_error, tmp_path):
+    started = time.monotonic()
+    cli_error(bias_argv(x1_cv(tmp_path / "x1.pt"), tmp_path / "out", 100, "--walkers", "2",
+                        "--scheduler", "tcp://127.0.0.1:9"), "tcp://127.0.0.1:9")
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "out" / "colvar.dat").exists()  # refused before any MD
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A Dask scheduler and two single-threaded workers (no nanny: the worker is the process) on 127.0.0.1."""
+    scheduler_file = tmp_path / "scheduler.json"
+    env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
+    logs = open(tmp_path / "dask.log", "w")
+    scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                  "--scheduler-file", str(scheduler_file)], stdout=logs, stderr=logs, env=env)
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists():
+        assert time.monotonic() < deadline and scheduler.poll() is None, (tmp_path / "dask.log").read_text()
+        time.sleep(0.2)
+    workers = [subprocess.Popen([DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
+                                stdout=logs, stderr=logs, env=env) for _ in range(2)]
+    import json
+    address = json.loads(scheduler_file.read_text())["address"]
+    try:
+        yield address, workers
+    finally:
+        for process in [*workers, scheduler]:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        logs.close()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_costs_one_segment_and_nothing_is_lost_or_counted_twice(cluster, tmp_path):
+    address, workers = cluster
+    steps, out = 6000, tmp_path / "out"
+    argv = bias_argv(x1_cv(tmp_path / "x1.pt"), out, steps, "--walkers", "2", "--scheduler", address,
+                     "--segment", "1000")
+    run = subprocess.Popen([sys.executable, "-m", "cvplug.cli", *argv], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while min(rows(out / "colvar.dat"), rows(out / "colvar.1.dat")) < 250:   # both walkers in their 2nd segment
+        assert run.poll() is None and time.monotonic() < deadline, run.stdout.read()
+        time.sleep(0.05)
+    workers[0].send_signal(signal.SIGKILL)
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output
+    for walker, suffix in enumerate(("", ".1")):
+        colvar = np.loadtxt(out / f"colvar{suffix}.dat", ndmin=2)
+        np.testing.assert_allclose(colvar[:, 0], np.arange(1, steps // 10 + 1) * 10 * 0.001, rtol=1e-9)  # ps
+        frames = np.load(out / f"trajectory{suffix}.npz")["x"]
+        assert len(frames) == steps // 10
+        np.testing.assert_allclose(frames[:, 0, 0], colvar[:, 1], atol=1e-6)  # each frame with its colvar line
+        hills = np.load(out / "hills" / f"hills.{walker}.npy")
+        assert len(hills) == steps // 20
+    assert "walkers: 12,000/12,000 steps" in output
