@@ -17,6 +17,8 @@ PDB/PDBx (``.pdb``, ``.cif``,          none: the file holds them; ``forcefield``
 Built systems use PME with a 1.0 nm cutoff when there is a periodic box, no cutoff otherwise, H-bond
 constraints and rigid water; a System XML is used as serialized. Units are OpenMM's: nm, ps, K, kJ/mol.
 
+Examples
+--------
 >>> from cvplug.systems import from_files
 >>> spec = from_files("protein.prmtop", "protein.rst7", temperature=310)  # doctest: +SKIP
 >>> spec.source["temperature"], spec.extras["minimized"]["after"] < spec.extras["minimized"]["before"]  # doctest: +SKIP
