@@ -44,7 +44,6 @@ def _int_at_least(minimum: int, kind: str):
 
 
 _positive_int = _int_at_least(1, "positive")
-_nonnegative_int = _int_at_least(0, "non-negative")
 
 
 def _positive_float(text: str) -> float:
@@ -337,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bias_options(p)
     p.add_argument("--engine", choices=["hills", "openmm"], default=WellTempered.engine,
                    help="hills: CV and bias in one PythonForce (default); openmm: OpenMM's Metadynamics")
-    p.add_argument("--walker", type=_nonnegative_int, default=0,
+    p.add_argument("--walker", type=int, default=0,
                    help="walker index of this process; walkers sharing --out share the bias")
     p.add_argument("--walkers", type=_positive_int, default=1,
                    help="run N walkers sharing the bias as Dask tasks (default %(default)s: one, in this process)")
