@@ -21,7 +21,7 @@ import torch  # noqa: F401  (before openmm)
 
 from cvplug import systems
 from cvplug.demo import phi_psi_cv
-from cvplug.walkers import close_client, open_client, run_walkers
+from cvplug.walkers import open_client, run_walkers
 
 
 def throughput(walkers: int, steps: int, folder: Path) -> float:
@@ -37,7 +37,7 @@ def throughput(walkers: int, steps: int, folder: Path) -> float:
                     threads=1)
         seconds = time.perf_counter() - started
     finally:
-        close_client(client)
+        client.close()
     return walkers * steps * spec.timestep * 1e-3 / seconds * 86400.0
 
 
@@ -64,7 +64,7 @@ def overhead(walkers: int, segment: int, segments: int, folder: Path) -> dict:
         wall = time.perf_counter() - started
         workers = len(client.scheduler_info()["workers"])
     finally:
-        close_client(client)
+        client.close()
     ideal = walkers * segments * segment / md_rate / workers
     per_segment = (wall - ideal) * workers / (walkers * segments)
     return {"workers": workers, "md_steps_per_s": md_rate, "wall_s": wall, "ideal_s": ideal,

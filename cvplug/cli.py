@@ -167,7 +167,7 @@ def _bias(args) -> None:
 def _bias_walkers(args, spec, cv, settings, save_atoms) -> None:
     """``cvplug bias --walkers N [--scheduler ADDRESS]``: N walkers sharing one bias, as Dask tasks."""
     from .runs import move_folder_aside
-    from .walkers import close_client, dashboard, open_client, run_walkers
+    from .walkers import dashboard, open_client, run_walkers
 
     if args.walker:
         raise ValueError("--walker and --walkers exclude each other: --walkers N runs walkers 0 … N-1")
@@ -187,7 +187,7 @@ def _bias_walkers(args, spec, cv, settings, save_atoms) -> None:
                     segment=args.segment, report_every=args.report_every, seed=args.seed, settings=settings,
                     platform=args.platform, save_atoms=save_atoms, on_progress=print)
     finally:
-        close_client(client)
+        client.close()
     print(f"each walker's colvar, trajectory and fes files, and the shared hills, are in {args.out}")
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,21 +31,18 @@ class ClusterError(ValueError):
     """The Dask cluster cannot be used (unreachable scheduler, no workers)."""
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def open_client(scheduler: Optional[str] = None, walkers: int = 1, threads: int = 1):
     """A Dask ``Client``: to the scheduler at ``scheduler`` (e.g. ``"tcp://10.0.0.5:8786"``), or to a new
     ``LocalCluster`` of ``min(walkers, cores // threads)`` single-threaded worker processes, where ``threads``
-    is the number of OpenMM CPU threads each walker uses. Closing the client closes an embedded cluster.
+    is the number of OpenMM CPU threads each walker uses. The client owns that cluster: closing it closes both.
 
     Raises :class:`ClusterError` naming the address when the scheduler cannot be reached within
     :data:`CONNECT_TIMEOUT` seconds.
     """
     import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from .bridge.context import usable_cores
 
     if scheduler:
         try:
@@ -57,19 +53,8 @@ def open_client(scheduler: Optional[str] = None, walkers: int = 1, threads: int 
                                f"({type(error).__name__}); check the address and that `dask scheduler` runs "
                                "there") from None
     workers = max(1, min(walkers, usable_cores() // max(1, threads)))
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
-    client = Client(cluster)
-    client.cluster_owned = cluster  # closed with the client by :func:`close_client`
-    return client
-
-
-def close_client(client) -> None:
-    """Close ``client`` and the ``LocalCluster`` :func:`open_client` made for it, if any."""
-    cluster = getattr(client, "cluster_owned", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+    return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                  silence_logs=logging.ERROR)
 
 
 def dashboard(client) -> Optional[str]:
