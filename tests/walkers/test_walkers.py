@@ -50,6 +50,23 @@ def test_unreachable_scheduler_fails_fast_naming_it(cli_error, tmp_path):
     assert not (tmp_path / "out" / "colvar.dat").exists()  # refused before any MD
 
 
+def test_segments_bias_a_copy_and_leave_the_shared_spec_as_sent(tmp_path):
+    """Tasks on one worker share the spec Dask sent: a segment that added its bias force to it would bias the
+    next segment twice (and the spec could no longer be sent on, hanging the run)."""
+    from cvplug import systems
+    from cvplug.metad import WellTempered
+    from cvplug.walkers import _run_segment
+
+    spec, cv_file = systems.load("double-well"), str(x1_cv(tmp_path / "x1.pt"))
+    forces = spec.system.getNumForces()
+    options = dict(settings=WellTempered(height=0.5, frequency=20, widths=(0.15,), ranges=((-4.0, 4.0),)),
+                   report_every=10, platform="Reference")
+    for target in (100, 200):
+        assert _run_segment(spec, cv_file, target, False, str(tmp_path / "out"), 0, 0, options) == target
+    assert spec.system.getNumForces() == forces
+    assert rows(tmp_path / "out" / "colvar.dat") == 1 + 20  # header, then one line per 10 steps
+
+
 @pytest.fixture
 def cluster(tmp_path):
     """A Dask scheduler and two single-threaded workers (no nanny: the worker is the process) on 127.0.0.1."""
@@ -85,19 +102,27 @@ def test_a_killed_worker_costs_one_segment_and_nothing_is_lost_or_counted_twice(
                      "--segment", "1000")
     run = subprocess.Popen([sys.executable, "-m", "cvplug.cli", *argv], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while min(rows(out / "colvar.dat"), rows(out / "colvar.1.dat")) < 250:   # both walkers in their 2nd segment
-        assert run.poll() is None and time.monotonic() < deadline, run.stdout.read()
-        time.sleep(0.05)
-    workers[0].send_signal(signal.SIGKILL)
-    output, _ = run.communicate(timeout=600)
+    try:
+        deadline = time.monotonic() + 300
+        while min(rows(out / "colvar.dat"), rows(out / "colvar.1.dat")) < 250:  # both walkers in their 2nd segment
+            if run.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        else:
+            workers[0].send_signal(signal.SIGKILL)
+        output, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:  # a hung run fails this test instead of holding the suite
+            run.kill()
+            output, _ = run.communicate()
+    assert workers[0].poll() is not None, f"the run ended before both walkers reached step 2500:\n{output}"
     assert run.returncode == 0, output
     for walker, suffix in enumerate(("", ".1")):
         colvar = np.loadtxt(out / f"colvar{suffix}.dat", ndmin=2)
         np.testing.assert_allclose(colvar[:, 0], np.arange(1, steps // 10 + 1) * 10 * 0.001, rtol=1e-9)  # ps
         frames = np.load(out / f"trajectory{suffix}.npz")["x"]
         assert len(frames) == steps // 10
-        np.testing.assert_allclose(frames[:, 0, 0], colvar[:, 1], atol=1e-6)  # each frame with its colvar line
+        np.testing.assert_allclose(frames[:, 0], colvar[:, 1], atol=1e-6)  # each frame with its colvar line
         hills = np.load(out / "hills" / f"hills.{walker}.npy")
         assert len(hills) == steps // 20
     assert "walkers: 12,000/12,000 steps" in output
