@@ -34,7 +34,7 @@ def project_fes(free_energy: np.ndarray, kT: float, keep: int = 0) -> np.ndarray
 def reference_fes_phi() -> tuple[np.ndarray, np.ndarray, float]:
     """The shipped reference FES of alanine dipeptide (OBC2, 300 K) along φ: (φ grid in rad, F in kJ/mol, kT).
 
-    Made by ``examples/ala2_reference_fes.py``: 4 ns of well-tempered metadynamics on the true (φ, ψ) with
+    Made by ``benchmarks/ala2_reference_fes.py``: 4 ns of well-tempered metadynamics on the true (φ, ψ) with
     OpenMM's engine and native torsions; the FES along φ changed by 0.20 kT RMS between 2 and 4 ns.
     """
     from importlib import resources

@@ -1,6 +1,6 @@
 """Who owns a run's output, what defines a run, and how its small state files are written.
 
-Every run that writes an output (:func:`cvplug.simulate.simulate`, :func:`cvplug.bias.run_metadynamics`, each
+Every run that writes an output (:func:`cvplug.simulate.simulate`, :func:`cvplug.metad.run_metadynamics`, each
 walker of it, :func:`cvplug.learn.learn`) goes through :func:`claim` before it writes anything:
 
 1. **One run, one owner.** It takes an OS file lock (``fcntl.flock``) on a lock file of that output (``run.lock``,

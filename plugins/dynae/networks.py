@@ -15,16 +15,9 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "Encoder", "LatentPrior"]
+from cvplug.nn import mlp
 
-
-def mlp(n_in: int, hidden: Sequence[int], n_out: int, activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Linear layers of widths ``hidden`` with ``activation`` between them, then a linear output layer."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width), activation()]
-        n_in = width
-    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
+__all__ = ["Encoder", "LatentPrior"]
 
 
 class Encoder(nn.Module):

@@ -22,12 +22,13 @@ from torch import Tensor, nn
 
 from cvplug.cv import CollectiveVariable, Normalization
 from cvplug.features import Feature
+from cvplug.nn import mlp
 from cvplug.training import Checkpoint, progress_bar, seed_everything
 
 from .binning import BinSampler, assign, regular_space
 from .data import lagged_pairs
 from .losses import kl_to_standard_normal, reconstruction, sliced_wasserstein
-from .networks import Encoder, LatentPrior, mlp
+from .networks import Encoder, LatentPrior
 
 __all__ = ["Settings", "DynAEResult", "train", "MODELS"]
 

@@ -7,7 +7,7 @@ J. Chem. Phys. 157, 094116 (2022). The estimator registered as "flowvae" is :cla
 >>> vae, history = fit_vae(x, periodic=[False, False], n_components=1, decoder="flow", beta=1.0)  # doctest: +SKIP
 """
 from .decoders import DECODERS, AutoregressiveDecoder, CondIndDecoder, Decoder, FlowDecoder, MSEDecoder, make_decoder
-from .encoder import EncoderMean, GaussianEncoder, InputEmbedding
+from .encoder import GaussianEncoder, InputEmbedding
 from .internal import Angles, ZMatrix
 from .method import FlowPriorVAE, build_vae, fit_vae, make_cv, periodic_columns
 from .model import FlowVAE, Loss
@@ -17,6 +17,6 @@ from .trainer import BetaSchedule, train
 from .vae_mc import BATEnergy, VAEMonteCarlo
 
 __all__ = ["FlowPriorVAE", "build_vae", "fit_vae", "make_cv", "periodic_columns", "FlowVAE", "Loss", "FlowPrior", "score",
-           "GaussianEncoder", "InputEmbedding", "EncoderMean", "Decoder", "MSEDecoder", "CondIndDecoder",
+           "GaussianEncoder", "InputEmbedding", "Decoder", "MSEDecoder", "CondIndDecoder",
            "AutoregressiveDecoder", "FlowDecoder", "DECODERS", "make_decoder", "BetaSchedule", "train",
            "VAEMonteCarlo", "BATEnergy", "ZMatrix", "Angles"]

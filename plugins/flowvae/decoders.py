@@ -26,8 +26,9 @@ from zuko.lazy import LazyComposedTransform
 from zuko.nn import MaskedMLP
 from zuko.transforms import MonotonicRQSTransform
 
+from cvplug.nn import mlp
+
 from . import distributions
-from .encoder import mlp
 
 __all__ = ["Decoder", "MSEDecoder", "CondIndDecoder", "AutoregressiveDecoder", "FlowDecoder", "DECODERS",
            "make_decoder"]
@@ -92,7 +93,7 @@ class MSEDecoder(Decoder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.net = mlp(self.n_components, self.data_dim, self.hidden)
+        self.net = mlp(self.n_components, self.hidden, self.data_dim)
 
     def standardised_log_prob(self, u: Tensor, z: Tensor) -> Tensor:
         """log P(u|z) [B]: Gaussians (von Mises for angles) with unit variance in the units of x."""
@@ -112,7 +113,7 @@ class CondIndDecoder(Decoder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.net = mlp(self.n_components, 2 * self.data_dim, self.hidden)
+        self.net = mlp(self.n_components, self.hidden, 2 * self.data_dim)
 
     def parameters_of(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """(loc, log_scale), each [B, D], in standardised units."""

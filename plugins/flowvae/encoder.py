@@ -6,18 +6,11 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["InputEmbedding", "GaussianEncoder", "EncoderMean", "mlp", "LOG_VAR_RANGE"]
+from cvplug.nn import EncoderMean, mlp
+
+__all__ = ["InputEmbedding", "GaussianEncoder", "LOG_VAR_RANGE"]
 
 LOG_VAR_RANGE = (-18.0, 6.0)  # clamp of the encoder's log-variance, for numerical safety
-
-
-def mlp(n_in: int, n_out: int, hidden: Sequence[int]) -> nn.Sequential:
-    """Fully connected ReLU network n_in → hidden… → n_out."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width), nn.ReLU()]
-        n_in = width
-    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
 
 
 class InputEmbedding(nn.Module):
@@ -64,33 +57,13 @@ class GaussianEncoder(nn.Module):
             raise ValueError(f"n_components must be at least 1, got {n_components}")
         self.embedding = embedding
         self.n_components = int(n_components)
-        self.net = mlp(embedding.n_out, 2 * n_components, hidden)
+        self.net = mlp(embedding.n_out, hidden, 2 * n_components)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(mean, log_var), each [B, d]."""
         out = self.net(self.embedding(x))
         return out[..., : self.n_components], out[..., self.n_components:].clamp(*LOG_VAR_RANGE)
 
-
-class EncoderMean(nn.Module):
-    """x [B, D] → the first ``n_components`` outputs of ``network(x)`` [B, d]: the mean of a Gaussian encoder
-    whose network returns the mean and the log-variance side by side; what an exported CV computes
-    (TorchScript-able). For a :class:`GaussianEncoder`, use :meth:`of`.
-
-    >>> mean = EncoderMean(nn.Linear(3, 4), n_components=2)
-    >>> mean(torch.zeros(5, 3)).shape
-    torch.Size([5, 2])
-    """
-
-    def __init__(self, network: nn.Module, n_components: int):
-        super().__init__()
-        self.network, self.n_components = network, int(n_components)
-
-    @classmethod
-    def of(cls, encoder: GaussianEncoder) -> "EncoderMean":
-        """The mean of ``encoder`` (sharing its modules): input embedding, then the network."""
-        return cls(nn.Sequential(encoder.embedding, encoder.net), encoder.n_components)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """The encoder mean [B, d] of x [B, D]."""
-        return self.network(x)[..., : self.n_components]
+    def mean(self) -> EncoderMean:
+        """The mean as a module of its own (sharing this encoder's modules): what an exported CV computes."""
+        return EncoderMean(nn.Sequential(self.embedding, self.net), self.n_components)

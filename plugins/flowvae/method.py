@@ -15,7 +15,7 @@ from cvplug.methods import Method
 from cvplug.training import seed_everything
 
 from .decoders import make_decoder
-from .encoder import EncoderMean, GaussianEncoder, InputEmbedding
+from .encoder import GaussianEncoder, InputEmbedding
 from .model import FlowVAE
 from .prior import FlowPrior
 from .trainer import BetaSchedule, train
@@ -73,7 +73,7 @@ def make_cv(vae: FlowVAE, features: Feature, n_atoms: int, observation: Optional
     ``features`` must give the VAE's data x (after ``observation``, e.g. Cartesian → polar). With ``positions``
     [N, n_atoms, 3] the CV is calibrated (suggested metadynamics ranges and widths).
     """
-    encoder: nn.Module = EncoderMean.of(copy.deepcopy(vae.encoder)).eval()
+    encoder: nn.Module = copy.deepcopy(vae.encoder).mean().eval()
     if observation is not None:
         encoder = nn.Sequential(observation, encoder)
     cv = CollectiveVariable(features, encoder, n_atoms, names=[f"z{k}" for k in range(vae.n_components)],

@@ -19,19 +19,12 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "Samples", "MixturePrior", "CoarseGrainedModel", "EncoderMean"]
+from cvplug.nn import EncoderMean, mlp
+
+__all__ = ["Samples", "MixturePrior", "CoarseGrainedModel"]
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVATION = nn.Tanh
-
-
-def mlp(n_in: int, hidden: Sequence[int], n_out: int) -> nn.Sequential:
-    """Linear layers of widths ``hidden`` with tanh between them, then a linear output layer."""
-    layers: list[nn.Module] = []
-    for width in hidden:
-        layers += [nn.Linear(n_in, width), ACTIVATION()]
-        n_in = width
-    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
 
 
 def gaussian_log_density(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
@@ -105,20 +98,6 @@ class MixturePrior(nn.Module):
         return z, (k * self.weights()).repeat_interleave(per).to(eps.dtype)
 
 
-class EncoderMean(nn.Module):
-    """x [B, D] → μφ(x) [B, d]: the encoder's mean, the module a CollectiveVariable exports."""
-
-    def __init__(self, network: nn.Module, offset: Tensor, scale: Tensor, n_components: int):
-        super().__init__()
-        self.network = network
-        self.register_buffer("offset", offset.clone())
-        self.register_buffer("scale", scale.clone())
-        self.n_components = n_components
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.network((x - self.offset) / self.scale)[:, : self.n_components]
-
-
 class CoarseGrainedModel(nn.Module):
     """q(z) q(x | z) with encoder r(z | x); see the module docstring.
 
@@ -151,9 +130,9 @@ class CoarseGrainedModel(nn.Module):
             raise ValueError(f"offset must have shape ({data_dim},) and scale must be positive")
         self.register_buffer("offset", offset)
         self.register_buffer("scale", scale)
-        self.decoder = mlp(n_components, hidden, data_dim)
+        self.decoder = mlp(n_components, hidden, data_dim, ACTIVATION)
         self.log_std = nn.Parameter(torch.full((data_dim,), math.log(init_std)))
-        self.encoder = mlp(data_dim, hidden, 2 * n_components)
+        self.encoder = mlp(data_dim, hidden, 2 * n_components, ACTIVATION)
         self.prior = MixturePrior(n_components, mixture) if mixture > 0 else None
         with torch.no_grad():
             self.decoder[-1].weight.mul_(init_gain)
@@ -229,4 +208,4 @@ class CoarseGrainedModel(nn.Module):
 
     def encoder_mean(self) -> EncoderMean:
         """A copy of the encoder mean x → μφ(x) as a standalone module (for a CollectiveVariable)."""
-        return EncoderMean(copy.deepcopy(self.encoder), self.offset, self.scale, self.n_components).eval()
+        return EncoderMean(copy.deepcopy(self.encoder), self.n_components, self.offset, self.scale).eval()
