@@ -417,11 +417,11 @@ def _from_config(action: argparse.Action, value, where: str):
     """A run-file value checked as the command line would check it."""
     if action.dest == "option":
         return list(value.items()) if isinstance(value, dict) else [_method_option(v) for v in value]
-    if action.dest == "range":
-        return [_range(f"{lo}:{hi}") for lo, hi in value]
     many = isinstance(action, argparse._AppendAction) or action.nargs in ("+", "*")
     if many and not isinstance(value, list):
         value = [value]
+    if action.dest == "range":  # "LOWER:UPPER" as on the command line, or [LOWER, UPPER] as run files write it
+        value = [":".join(map(str, v)) if isinstance(v, list) else v for v in value]
     if action.type is None or isinstance(value, bool):
         return value
     try:

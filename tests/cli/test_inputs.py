@@ -75,6 +75,9 @@ def test_config_file_with_command_line_override(tmp_path, capsys, cli_error):
     config.write_text('steps = 0\n')
     cli_error(["learn", "--config", str(config), "--system", "three-well", "--out", str(tmp_path / "b")],
            "steps")
+    config.write_text('range = [[-1, 0, 1]]\n')  # ranges are "LOWER:UPPER" or [LOWER, UPPER]
+    cli_error(["bias", "--config", str(config), "--system", "three-well", "--cv", "cv.pt", "--out",
+               str(tmp_path / "b")], "range", "LOWER:UPPER")
 
 
 def test_methods_lists_needs_and_options():

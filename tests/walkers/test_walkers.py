@@ -50,6 +50,14 @@ def test_unreachable_scheduler_fails_fast_naming_it(cli_error, tmp_path):
     assert not (tmp_path / "out" / "colvar.dat").exists()  # refused before any MD
 
 
+def test_the_run_file_can_name_the_scheduler(cli_error, tmp_path):
+    cv_file = x1_cv(tmp_path / "x1.pt")
+    config = tmp_path / "run.toml"
+    config.write_text(f'system = "double-well"\ncv = "{cv_file}"\nrange = ["-4:4"]\nwidth = [0.15]\n'
+                      'steps = 100\nreport-every = 10\nwalkers = 2\nscheduler = "tcp://127.0.0.1:9"\n')
+    cli_error(["bias", "--config", str(config), "--out", str(tmp_path / "out")], "tcp://127.0.0.1:9")
+
+
 def test_segments_bias_a_copy_and_leave_the_shared_spec_as_sent(tmp_path):
     """Tasks on one worker share the spec Dask sent: a segment that added its bias force to it would bias the
     next segment twice (and the spec could no longer be sent on, hanging the run)."""
