@@ -17,7 +17,7 @@ from cvplug.selection import (SelectionError, default_feature_specs, parse_featu
 PHI, PSI = (4, 6, 8, 14), (6, 8, 14, 16)
 HEAVY = [1, 4, 5, 6, 8, 10, 14, 15, 16, 18]
 SPEC = systems.load("ala2-vacuum")
-TRPZIP = Path(__file__).resolve().parents[1] / "systems" / "data" / "trpzip2-explicit"
+TRPZIP = Path(__file__).resolve().parents[2] / "systems" / "data" / "trpzip2-explicit"  # shipped
 
 
 @pytest.fixture(scope="module")
@@ -206,9 +206,9 @@ def test_select_and_solute_atoms():
     assert solute_atoms(_small_molecule(water=True, ion=True)) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.skipif(not (TRPZIP / "trpzip2.prmtop").exists(), reason="trpzip2 files not shipped")
 def test_old_format_prmtop_topology_with_padded_names_and_an_ion():
-    parmed = pytest.importorskip("parmed")
+    import parmed
+
     structure = parmed.load_file(str(TRPZIP / "trpzip2.prmtop"), str(TRPZIP / "trpzip2.crd"))
     top = structure.topology
     chloride = [a.index for a in top.atoms() if a.residue.name.strip() == "Cl-"]
