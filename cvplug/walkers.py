@@ -2,9 +2,9 @@
 
 Each walker is the ordinary resumable metadynamics run of :func:`cvplug.metad.run_metadynamics` with its own
 index ``k`` in one shared output folder: it owns its files (``colvar.k.dat``, ``trajectory.k.*`` …) and reads
-the other walkers' hills every deposition (PLUMED-style multiple walkers). Its steps are cut into *segments*:
-one Dask task runs walker k from its last checkpoint up to the end of segment j, and a segment ends in a
-checkpoint. A task lost with its worker is rerun by the scheduler from that walker's last checkpoint, and the run
+the other walkers' hills every 10 depositions (``"hills"`` engine; every deposition with ``"openmm"``),
+PLUMED-style multiple walkers. Its steps are cut into *segments*: one Dask task runs walker k from its last
+checkpoint up to the end of segment j, and a segment ends in a checkpoint. A task lost with its worker is rerun by the scheduler from that walker's last checkpoint, and the run
 cuts back whatever was written after it, so nothing is lost or counted twice.
 
 The cluster is Dask distributed (https://distributed.dask.org): an embedded ``LocalCluster`` sized to the
@@ -77,11 +77,9 @@ def segment_targets(steps: int, segment: int, multiple: int) -> list[int]:
     return list(range(segment, steps, segment)) + [steps]
 
 
-def _run_segment(spec, cv_path: str, target: int, final: bool, out_dir: str, walker: int, seed: int,
-                 options: dict) -> int:
-    """One task: walker ``walker`` from its last checkpoint to step ``target``; returns ``target``. Only the
-    ``final`` segment writes the walker's free-energy files. ``spec`` is shared by the tasks on a worker and
-    must stay as sent: the bias force goes on a copy of its System."""
+def _run_segment(spec, cv_path: str, target: int, out_dir: str, walker: int, seed: int, options: dict) -> int:
+    """One task: walker ``walker`` from its last checkpoint to step ``target``; returns ``target``. ``spec`` is
+    shared by the tasks on a worker and must stay as sent: the bias force goes on a copy of its System."""
     import copy
     import dataclasses
 
@@ -93,7 +91,7 @@ def _run_segment(spec, cv_path: str, target: int, final: bool, out_dir: str, wal
     torch.set_num_threads(1)
     spec = dataclasses.replace(spec, system=copy.deepcopy(spec.system))
     run_metadynamics(spec, load_cv(cv_path), target, out_dir, walker=walker, seed=seed + walker, progress=False,
-                     outputs=final, **options)
+                     outputs=False, **options)
     return target
 
 
@@ -125,9 +123,12 @@ def run_walkers(spec, cv_path, steps: int, out_dir, *, walkers: int, client, seg
     MD steps of one task; ``options`` go to :func:`cvplug.metad.run_metadynamics` (bias settings, engine,
     platform …). Walker k uses seed ``seed + k``. The segments of one walker run in order; the walkers run side
     by side. A task whose worker dies is rerun (``retries`` times) from the walker's last checkpoint.
-    ``on_progress`` is called after every finished segment. Returns the steps each walker reached.
+    ``on_progress`` is called after every finished segment. At the end, ``fes.npz`` and ``fes.png`` hold the FES
+    of the shared bias (all walkers' hills). Returns the steps each walker reached.
     """
     from distributed import as_completed
+
+    from .metad.fes import save_fes, shared_free_energy
 
     targets = segment_targets(steps, segment, report_every)
     cv_path, out_dir = str(Path(cv_path).resolve()), str(Path(out_dir).resolve())
@@ -138,8 +139,7 @@ def run_walkers(spec, cv_path, steps: int, out_dir, *, walkers: int, client, seg
     run = uuid.uuid4().hex[:8]
 
     def submit(walker: int, index: int):
-        future = client.submit(_run_segment, spec_future, cv_path, targets[index], index == len(targets) - 1,
-                               out_dir, walker, seed, options, key=f"walker-{walker}-segment-{index}-{run}",
+        future = client.submit(_run_segment, spec_future, cv_path, targets[index], out_dir, walker, seed, options, key=f"walker-{walker}-segment-{index}-{run}",
                                retries=retries, pure=False)
         future.walker, future.index = walker, index
         return future
@@ -152,4 +152,5 @@ def run_walkers(spec, cv_path, steps: int, out_dir, *, walkers: int, client, seg
             queue.add(submit(future.walker, future.index + 1))
         if on_progress is not None:
             on_progress(WalkerProgress(sum(reached), walkers * steps, time.perf_counter() - started, timestep))
+    save_fes(Path(out_dir) / "fes.npz", *shared_free_energy(out_dir))
     return reached

@@ -16,7 +16,12 @@ from ..runs import read_json, walker_name, write_atomic
 from .colvar import read_colvar
 from .hills import HillsBias
 
-__all__ = ["save_fes", "final_bias_weights", "reweighting_factors"]
+__all__ = ["fes_axes", "save_fes", "shared_free_energy", "final_bias_weights", "reweighting_factors"]
+
+
+def fes_axes(ranges, widths) -> list[np.ndarray]:
+    """The FES grid: per component, points from its lower to its upper range (CV units), five per width."""
+    return [np.linspace(lo, hi, int(np.ceil(5 * (hi - lo) / w))) for (lo, hi), w in zip(ranges, widths)]
 
 
 def save_fes(path: Path, axes: Sequence[np.ndarray], free_energy: np.ndarray, names: Sequence[str],
@@ -39,18 +44,35 @@ def final_bias_weights(bias: HillsBias, values: np.ndarray, kT: float) -> np.nda
     return weights / weights.sum()
 
 
+def _bias_on_disk(out_dir: Path, walker: int) -> tuple[HillsBias, dict]:
+    """The bias of every walker's hills (and the inherited ones) in ``out_dir``, as ``walker`` recorded its
+    settings (``metadynamics.json``), read only: the run may still be going."""
+    settings = read_json(out_dir / walker_name("metadynamics.json", walker))
+    if settings is None:
+        raise FileNotFoundError(f"no metadynamics settings of walker {walker} in {out_dir}")
+    folder = out_dir / ("hills" if settings["engine"] == "hills" else "bias")
+    bias = HillsBias(settings["widths"], settings["periods"], settings["temperature"], settings["bias_factor"],
+                     settings["height"], folder=folder, walker=settings["walker"], readonly=True)
+    return bias, settings
+
+
+def shared_free_energy(out_dir) -> tuple[list[np.ndarray], np.ndarray, list[str], float]:
+    """The FES of a run's shared bias from its files: the hills of all its walkers (either engine) summed exactly
+    on :func:`fes_axes`. Returns (axes in CV units, F [axis 0, axis 1, …] in kJ/mol with minimum 0, the CV's
+    component names, kT in kJ/mol)."""
+    bias, settings = _bias_on_disk(Path(out_dir), 0)
+    axes = fes_axes(settings["ranges"], settings["widths"])
+    return axes, bias.free_energy(axes), settings["names"], MOLAR_GAS_CONSTANT * settings["temperature"]
+
+
 def reweighting_factors(out_dir, walker: int = 0) -> np.ndarray:
     """Per-frame weights (sum 1) of a ``"hills"`` run read from its files: w ∝ exp(V_final(s)/kT) at each colvar
     line of ``walker``, V_final the bias of all walkers' hills (and the inherited ones) in ``out_dir``.
     Reads only: the run may still be going."""
     out_dir = Path(out_dir)
-    settings = read_json(out_dir / walker_name("metadynamics.json", walker))
-    if settings is None:
-        raise FileNotFoundError(f"no metadynamics settings of walker {walker} in {out_dir}")
+    bias, settings = _bias_on_disk(out_dir, walker)
     if settings["engine"] != "hills":
         raise ValueError(f"reweighting needs a run with engine='hills'; {out_dir} used {settings['engine']!r}")
-    bias = HillsBias(settings["widths"], settings["periods"], settings["temperature"], settings["bias_factor"],
-                     settings["height"], folder=out_dir / "hills", walker=settings["walker"], readonly=True)
     colvar = read_colvar(out_dir / walker_name("colvar.dat", walker))
     kT = MOLAR_GAS_CONSTANT * settings["temperature"]
     return final_bias_weights(bias, colvar[:, 1:-1], kT)

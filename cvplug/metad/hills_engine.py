@@ -18,6 +18,7 @@ import torch
 from cvplug.systems import SystemSpec
 from ..trajectory import TrajectoryError
 from .fastcv import cv_evaluator
+from .fes import fes_axes
 from .hills import HillsBias
 from .settings import WellTempered
 
@@ -55,8 +56,7 @@ class HillsEngine:
         force.setForceGroup(self.group)
         force.setName("cvplug hills bias")
         spec.system.addForce(force)
-        self.axes = [np.linspace(lo, hi, int(np.ceil(5 * (hi - lo) / w)))
-                     for (lo, hi), w in zip(settings.ranges, settings.widths)]
+        self.axes = fes_axes(settings.ranges, settings.widths)
 
     def _compute(self, state: openmm.State):
         """Bias energy (kJ/mol) and forces (kJ/mol/nm) at the state's positions."""

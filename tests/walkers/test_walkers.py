@@ -70,7 +70,7 @@ def test_segments_bias_a_copy_and_leave_the_shared_spec_as_sent(tmp_path):
     options = dict(settings=WellTempered(height=0.5, frequency=20, widths=(0.15,), ranges=((-4.0, 4.0),)),
                    report_every=10, platform="Reference")
     for target in (100, 200):
-        assert _run_segment(spec, cv_file, target, False, str(tmp_path / "out"), 0, 0, options) == target
+        assert _run_segment(spec, cv_file, target, str(tmp_path / "out"), 0, 0, options) == target
     assert spec.system.getNumForces() == forces
     assert rows(tmp_path / "out" / "colvar.dat") == 1 + 20  # header, then one line per 10 steps
 
@@ -134,3 +134,12 @@ def test_a_killed_worker_costs_one_segment_and_nothing_is_lost_or_counted_twice(
         hills = np.load(out / "hills" / f"hills.{walker}.npy")
         assert len(hills) == steps // 20
     assert "walkers: 12,000/12,000 steps" in output
+    # fes.npz is the FES of the shared bias: both walkers' hills (σ 0.15, γ 10), F = −γ/(γ − 1) V
+    from cvplug.metad.hills import read_hills
+
+    fes = np.load(out / "fes.npz")
+    x = fes["axis0"]
+    hills = [read_hills(out / "hills" / f"hills.{walker}.npy", 1) for walker in (0, 1)]
+    centres, heights = np.concatenate([c[:, 0] for c, _ in hills]), np.concatenate([h for _, h in hills])
+    bias = (heights * np.exp(-0.5 * ((x[:, None] - centres) / 0.15) ** 2)).sum(axis=1)
+    np.testing.assert_allclose(fes["free_energy"], -10 / 9 * (bias - bias.max()), atol=1e-9)
