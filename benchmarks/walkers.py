@@ -1,11 +1,16 @@
-"""Walkers on Dask: throughput of N walkers against one, and the cost of cutting work into segments.
+"""Walkers on Dask: accuracy of N walkers against one, throughput, and the cost of cutting work into segments.
 
-    python benchmarks/walkers.py                       # both measurements, ratios from this one run
+    python benchmarks/walkers.py                       # all three measurements, ratios from this one run
+    python benchmarks/walkers.py --only accuracy --seeds 8
     python benchmarks/walkers.py --only throughput --steps 20000
 
-1. Throughput: ala2-implicit with a (φ, ψ) CV, hills engine, one walker on a LocalCluster of one worker, then
+1. Accuracy: the double-well FES (hills engine, Langevin, stride 4, γ = 6, h0 = 0.3 kJ/mol, σ = 0.15) of one
+   walker of 1.2M steps against 4 walkers of 300k steps sharing their bias (segments of 100k steps), per seed:
+   the RMS of F − F_exact where F_exact < 8 kT, as in tests/metad/test_run.py. Printed: mean ± standard
+   deviation over seeds, and the error of the seeds' mean F. Seed s gives the 4 walkers seeds 4s … 4s + 3.
+2. Throughput: ala2-implicit with a (φ, ψ) CV, hills engine, one walker on a LocalCluster of one worker, then
    two walkers on a LocalCluster of two workers (one OpenMM thread each): total ns/day of the two against one.
-2. Scheduling overhead: 64 walkers of the double well on a LocalCluster sized to the machine, each cut into
+3. Scheduling overhead: 64 walkers of the double well on a LocalCluster sized to the machine, each cut into
    segments. Overhead per segment = the task's wall time on its worker minus the MD it did (at the rate of one
    long segment), plus the time between one segment finishing and the next starting on that walker's worker;
    reported as a fraction of a 10 s segment.
@@ -17,11 +22,61 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch  # noqa: F401  (before openmm)
+import numpy as np
+import torch  # before openmm
 
-from cvplug import systems
+from cvplug import CollectiveVariable, load_cv, systems
+from cvplug.analysis import fes_rms_error
 from cvplug.demo import phi_psi_cv
+from cvplug.features import Cartesians
+from cvplug.metad import WellTempered, run_metadynamics
+from cvplug.metad.fes import shared_free_energy
 from cvplug.walkers import open_client, run_walkers
+
+DOUBLE_WELL_BIAS = WellTempered(height=0.3, bias_factor=6.0, frequency=100, widths=(0.15,), ranges=((-4.0, 4.0),),
+                                stride=4)
+
+
+def x1_cv(folder: Path) -> Path:
+    """The double well's x1 as a CV file."""
+    cv = CollectiveVariable(Cartesians([0], components=(0,)), torch.nn.Identity().double(), n_atoms=1,
+                            names=["x1"], method="analytic").double()
+    return cv.export(folder / "x1.pt")
+
+
+def shared_fes(out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """x1 grid and the run's shared F(x1) in kT."""
+    (x,), free_energy, _, kT = shared_free_energy(out)
+    return x, free_energy / kT
+
+
+def fes_error(x: np.ndarray, free_energy: np.ndarray) -> float:
+    """RMS (kT) of F(x1) against the exact x1⁴/4 − 3x1² + x1 where that is below 8 kT."""
+    exact = x**4 / 4 - 3 * x**2 + x
+    return fes_rms_error(free_energy, exact - exact.min(), 8.0)[0]
+
+
+def accuracy(seeds: int, steps: int, walkers: int, folder: Path) -> dict[str, list]:
+    """Per seed, the F(x1) (x1 grid, F in kT) of one walker of ``steps`` and of ``walkers`` walkers of
+    ``steps / walkers`` each."""
+    spec, cv_path = systems.load("double-well"), x1_cv(folder)
+    options = dict(settings=DOUBLE_WELL_BIAS, report_every=1000, dynamics="langevin", platform="Reference")
+    runs: dict[str, list] = {"1 walker": [], f"{walkers} walkers": []}
+    client = open_client(None, walkers)
+    try:
+        for seed in range(seeds):
+            out = folder / f"one-{seed}"
+            run_metadynamics(spec, load_cv(cv_path), steps, out, seed=seed, progress=False, **options)
+            runs["1 walker"].append(shared_fes(out))
+            out = folder / f"many-{seed}"
+            run_walkers(spec, cv_path, steps // walkers, out, walkers=walkers, client=client, segment=100_000,
+                        seed=walkers * seed, **options)
+            runs[f"{walkers} walkers"].append(shared_fes(out))
+            print(f"  seed {seed}: " + ", ".join(f"{name} {fes_error(*fes[-1]):.3f} kT" for name, fes in runs.items()),
+                  flush=True)
+    finally:
+        client.close()
+    return runs
 
 
 def throughput(walkers: int, steps: int, folder: Path) -> float:
@@ -43,13 +98,7 @@ def throughput(walkers: int, steps: int, folder: Path) -> float:
 
 def overhead(walkers: int, segment: int, segments: int, folder: Path) -> dict:
     """Per-segment overhead (s) of ``walkers`` double-well walkers, each of ``segments`` segments."""
-    from cvplug.features import Cartesians
-    from cvplug import CollectiveVariable
-
-    spec = systems.load("double-well")
-    cv = CollectiveVariable(Cartesians([0], components=(0,)), torch.nn.Identity().double(), n_atoms=1,
-                            names=["x1"], method="analytic").double()
-    cv_path = cv.export(folder / "x1.pt")
+    spec, cv_path = systems.load("double-well"), x1_cv(folder)
     options = dict(report_every=100, frequency=100, height=0.5, bias_factor=10.0, widths=[0.15],
                    ranges=[(-4.0, 4.0)], platform="Reference")
     client = open_client(None, walkers)
@@ -73,7 +122,9 @@ def overhead(walkers: int, segment: int, segments: int, folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["throughput", "overhead"])
+    parser.add_argument("--only", choices=["accuracy", "throughput", "overhead"])
+    parser.add_argument("--seeds", type=int, default=8, help="seeds of the accuracy comparison")
+    parser.add_argument("--dw-steps", type=int, default=1_200_000, help="double-well MD steps of one walker")
     parser.add_argument("--steps", type=int, default=40_000, help="MD steps per ala2 walker")
     parser.add_argument("--tiny-walkers", type=int, default=64)
     parser.add_argument("--segment", type=int, default=2000, help="MD steps per tiny segment")
@@ -81,6 +132,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
+        if args.only in (None, "accuracy"):
+            print(f"double-well FES RMS error vs exact (kT), {args.dw_steps:,} steps in all, seeds 0-{args.seeds - 1}")
+            for name, runs in accuracy(args.seeds, args.dw_steps, 4, folder).items():
+                errors = [fes_error(*fes) for fes in runs]
+                pooled = fes_error(runs[0][0], np.mean([free_energy for _, free_energy in runs], axis=0))
+                print(f"{name:10s} {np.mean(errors):.3f} ± {np.std(errors, ddof=1):.3f} kT per run "
+                      f"(max {max(errors):.3f}); error of their mean F {pooled:.3f} kT", flush=True)
         if args.only in (None, "throughput"):
             one, two = throughput(1, args.steps, folder), throughput(2, args.steps, folder)
             print(f"ala2-implicit, {args.steps} steps per walker: 1 walker {one:.1f} ns/day, 2 walkers {two:.1f} "

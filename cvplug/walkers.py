@@ -79,17 +79,13 @@ def segment_targets(steps: int, segment: int, multiple: int) -> list[int]:
 
 def _run_segment(spec, cv_path: str, target: int, out_dir: str, walker: int, seed: int, options: dict) -> int:
     """One task: walker ``walker`` from its last checkpoint to step ``target``; returns ``target``. ``spec`` is
-    shared by the tasks on a worker and must stay as sent: the bias force goes on a copy of its System."""
-    import copy
-    import dataclasses
-
+    shared by the tasks on a worker and stays as sent (run_metadynamics biases a copy of its System)."""
     import torch  # noqa: F401  (before openmm)
 
     from .cv import load_cv
     from .metad import run_metadynamics
 
     torch.set_num_threads(1)
-    spec = dataclasses.replace(spec, system=copy.deepcopy(spec.system))
     run_metadynamics(spec, load_cv(cv_path), target, out_dir, walker=walker, seed=seed + walker, progress=False,
                      outputs=False, **options)
     return target

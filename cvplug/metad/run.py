@@ -32,6 +32,8 @@ cut file at its next sync.)
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -135,7 +137,8 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, settings: Optional[We
 
     Parameters
     ----------
-    spec : a SystemSpec (its ``system`` gets the bias force) or anything :func:`cvplug.systems.resolve` takes.
+    spec : a SystemSpec or anything :func:`cvplug.systems.resolve` takes; left as given (the bias force goes on a
+        copy of its System, so one spec can serve many runs).
     settings : the bias (:class:`WellTempered`: height kJ/mol, bias factor, frequency in MD steps, widths and
         ranges in CV units, engine, stride); default ``WellTempered()``.
     **options : fields of :class:`WellTempered` replacing those of ``settings`` (``height=0.5``, ``engine="openmm"``).
@@ -153,6 +156,7 @@ def run_metadynamics(spec, cv: AnyCV, steps: int, out_dir, settings: Optional[We
     outputs : write ``fes.npz`` and ``fes.png`` at the end (False: one segment of a longer run).
     """
     spec = systems.resolve(spec)
+    spec = dataclasses.replace(spec, system=copy.deepcopy(spec.system))  # the caller's spec stays as given
     settings = WellTempered.from_options(settings, **options)
     stride = settings.stride
     nonnegative_int("walker", walker)

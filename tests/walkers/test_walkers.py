@@ -60,7 +60,8 @@ def test_the_run_file_can_name_the_scheduler(cli_error, tmp_path):
 
 def test_segments_bias_a_copy_and_leave_the_shared_spec_as_sent(tmp_path):
     """Tasks on one worker share the spec Dask sent: a segment that added its bias force to it would bias the
-    next segment twice (and the spec could no longer be sent on, hanging the run)."""
+    next segment twice (and the spec could no longer be sent on, hanging the run). run_metadynamics leaves the
+    caller's spec as given."""
     from cvplug import systems
     from cvplug.metad import WellTempered
     from cvplug.walkers import _run_segment
