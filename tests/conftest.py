@@ -1,8 +1,13 @@
+import importlib.util
+from pathlib import Path
+
 import torch  # noqa: F401  (torch before openmm, always)
 import numpy as np
 import pytest
 
 from cvplug import systems
+
+RKL_DOUBLE_WELL = Path(__file__).resolve().parents[1] / "benchmarks" / "reproductions" / "rkl" / "double_well.py"
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +68,13 @@ def cli_error(capsys):
         return err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def rkl_double_well():
+    """The reverse-KL double-well reproduction (benchmarks/reproductions/rkl/double_well.py) as a module: its
+    settings, exact statistics and acceptance judge."""
+    spec = importlib.util.spec_from_file_location("rkl_double_well", RKL_DOUBLE_WELL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -303,22 +303,22 @@ def test_constraints_become_springs_and_the_target_agrees_with_openmm():
         MoleculeTarget(systems.load("double-well"))
 
 
-def test_short_double_well_run_moves_the_model_toward_the_boltzmann_statistics(double_well, one_thread):
+def test_short_double_well_run_moves_the_model_toward_the_boltzmann_statistics(rkl_double_well, one_thread):
     """300 steps at β = 1 from σθ = 0.1: the std of x2 (exactly 1) and of x1 (0.52) move most of the way."""
     from cvplug.plugins.rkl import fit_model
     spec = systems.load("double-well")
     fitted = fit_model(spec, 1, schedule=AdaptiveTempering(start=1.0), init_std=0.1, lr=1e-2,
                        final_steps=300, batch_size=128, seed=0, progress=False)
-    stats = double_well.model_statistics(fitted.model, 20_000)
+    stats = rkl_double_well.model_statistics(fitted.model, 20_000)
     assert abs(stats["std_x2"] - 1.0) < 0.15
     assert 0.2 < stats["std_x1"] < 0.4              # the main well alone: ≈ 0.29
     assert abs(stats["mean_x1"] + 2.44) < 0.15
     assert fitted.result.force_calls == 300 * 128 + 4 * 128
 
 
-def test_double_well_exact_statistics_samples_and_acceptance(double_well):
-    exact_samples, exact_statistics = double_well.exact_samples, double_well.exact_statistics
-    failures = double_well.failures
+def test_double_well_exact_statistics_samples_and_acceptance(rkl_double_well):
+    exact_samples, exact_statistics = rkl_double_well.exact_samples, rkl_double_well.exact_statistics
+    failures = rkl_double_well.failures
 
     u = systems.load("double-well").toy.u
     exact = exact_statistics(u)
@@ -337,7 +337,7 @@ def test_double_well_exact_statistics_samples_and_acceptance(double_well):
 
 
 @pytest.mark.parametrize("beta", [1.0, 0.5])
-def test_exact_kl_of_a_gaussian_model_matches_the_closed_form(beta, double_well):
+def test_exact_kl_of_a_gaussian_model_matches_the_closed_form(beta, rkl_double_well):
     """A linear decoder makes q(x) = N((m1, m2), diag(a² + s1², s2²)); KL(q ‖ p_β) = −H(q) + β⟨u⟩_q + log Z_β with
     ⟨x1⁴⟩, ⟨x1²⟩ in closed form and log Z_β by 1-d quadrature, independent of the 2-d binned quadrature."""
     m1, a, s1, m2, s2 = -2.4, 0.2, 0.2, 0.3, 0.9
@@ -353,7 +353,7 @@ def test_exact_kl_of_a_gaussian_model_matches_the_closed_form(beta, double_well)
     mean_u = (m1 ** 4 + 6 * m1 ** 2 * v1 + 3 * v1 ** 2) / 4 - 3 * (m1 ** 2 + v1) + m1 + (m2 ** 2 + v2) / 2
     closed_form = -0.5 * math.log(2 * math.pi * math.e * v1) - 0.5 * math.log(2 * math.pi * math.e * v2) \
         + beta * mean_u + log_z
-    assert double_well.exact_kl(model, systems.load("double-well").toy.u, beta) == pytest.approx(closed_form, rel=5e-4)
+    assert rkl_double_well.exact_kl(model, systems.load("double-well").toy.u, beta) == pytest.approx(closed_form, rel=5e-4)
 
 
 class _Decoder(torch.nn.Module):
@@ -376,15 +376,15 @@ def _fixed_model(f, std_x1):
     return model
 
 
-def test_pearson_r_misses_the_objectives_optimum_that_spearman_rho_accepts(double_well):
+def test_pearson_r_misses_the_objectives_optimum_that_spearman_rho_accepts(rkl_double_well):
     """Why the criterion is Spearman's ρ. The optimum of KL(q ‖ p) for a 1-d z is the monotone transport
     x1 = F⁻¹(Φ(z)) with σθ → 0 (F: the exact x1 marginal); its exact posterior mean E[z | x] is Gaussianised x1:
     Pearson's r with x1 only ≈ 0.74, Spearman's ρ ≈ 1. A model that labels the wells (Gaussian wells, exact
     weight, z moving x1 by 0.05 per unit within the main well) meets r ≥ 0.95 with a KL 0.011 nats higher."""
     from scipy.stats import norm, spearmanr
 
-    exact_kl, exact_samples = double_well.exact_kl, double_well.exact_samples
-    posterior_mean = double_well.posterior_mean
+    exact_kl, exact_samples = rkl_double_well.exact_kl, rkl_double_well.exact_samples
+    posterior_mean = rkl_double_well.posterior_mean
     u = systems.load("double-well").toy.u
     grid = np.linspace(-6, 6, 24_001)
     with torch.no_grad():
@@ -415,9 +415,9 @@ class _CubeEncoder(torch.nn.Module):
         return torch.stack([x[:, 0] ** 3, torch.zeros_like(x[:, 0])], 1)
 
 
-def test_report_judges_spearman_rho_of_the_encoder_mean_and_gives_pearson_r_beside_it(double_well):
+def test_report_judges_spearman_rho_of_the_encoder_mean_and_gives_pearson_r_beside_it(rkl_double_well):
     """μφ(x) = x1³ orders exact samples exactly like x1 (ρ = 1, accepted) but is not linear in it (r < 1)."""
-    exact_samples, report = double_well.exact_samples, double_well.report
+    exact_samples, report = rkl_double_well.exact_samples, rkl_double_well.report
     u = systems.load("double-well").toy.u
     model = _fixed_model(lambda z: -2.44 + 0.5 * z, 0.1)
     model.encoder = _CubeEncoder()

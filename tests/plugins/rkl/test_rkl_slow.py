@@ -1,6 +1,6 @@
 """Scientific checks of reverse-KL coarse-graining (Schöberl et al.) on the double well.
 
-benchmarks/reproductions/rkl/double_well.py runs the same training for seeds 0, 1, 2 and prints the table. The
+benchmarks/reproductions/rkl/rkl_double_well.py runs the same training for seeds 0, 1, 2 and prints the table. The
 last test checks why the tightened bound keeps the minor mode: its optimum sits at the exact weight, the paper's
 sits below.
 """
@@ -13,16 +13,16 @@ from cvplug.plugins.rkl import CoarseGrainedModel, ToyTarget, reverse_kl
 pytestmark = pytest.mark.slow
 
 
-def test_double_well_seed_0_meets_the_acceptance_with_the_defaults(double_well, one_thread):
+def test_double_well_seed_0_meets_the_acceptance_with_the_defaults(rkl_double_well, one_thread):
     """Seed 0 trained with the double-well defaults: β = 1 means and stds of x1, x2 within 0.1 of exact, x1 > 0
     weight within ×2 of 0.0083; β = 0.5: x1 > 0 weight within 0.03 of 0.091; |Spearman ρ(μφ(x), x1)| ≥ 0.95 on
     exact samples (:data:`ACCEPTANCE`; seeds 1 and 2 by the benchmark script)."""
     spec = systems.load("double-well")
-    fitted = double_well.fit(spec, seed=0, progress=False)
-    numbers = double_well.report(fitted.model, fitted.result.snapshots, spec.toy.u)
+    fitted = rkl_double_well.fit(spec, seed=0, progress=False)
+    numbers = rkl_double_well.report(fitted.model, fitted.result.snapshots, spec.toy.u)
     assert numbers["exact"]["weight_x1_pos"] == pytest.approx(0.0083, abs=1e-4)
     assert numbers["exact_half_beta_weight"] == pytest.approx(0.0908, abs=1e-4)
-    assert double_well.failures(numbers) == []
+    assert rkl_double_well.failures(numbers) == []
 
 
 class _JumpDecoder(torch.nn.Module):
