@@ -198,13 +198,14 @@ def _learn(args) -> None:
                              report_every=args.report_every, n_components=args.n_components, lag=args.lag,
                              features=tuple(args.features or ()), save_atoms=args.save_atoms,
                              bias=_well_tempered(args), seed=args.seed, platform=args.platform,
-                             method_options=dict(args.option or {}))
+                             walkers=args.walkers, method_options=dict(args.option or {}))
     settings.check()
     spec = _spec(args)
     run = prepare(spec, args.out, settings, overwrite=args.overwrite)
     args.features = feature_specs(spec, settings.features) or None  # the run file records what was used
     _minimize(args, spec)
-    for summary in run.run(on_start=lambda: _write_run_file(args, Path(args.out) / RUN_FILE)):
+    for summary in run.run(on_start=lambda: _write_run_file(args, Path(args.out) / RUN_FILE),
+                           scheduler=args.scheduler, segment=args.segment, on_progress=print):
         print(_round_line(summary))
     print(f"CV files, trajectories, FES and summaries are in {args.out}/round_*/")
 
@@ -291,6 +292,16 @@ def _run_options(p, steps: int, report_every: int) -> None:
                         "it (or refusing it, when its settings differ)")
 
 
+def _walker_options(p, walkers_help: str) -> None:
+    group = p.add_argument_group("walkers on Dask (see the docs' 'More than one machine')")
+    group.add_argument("--walkers", type=_positive_int, default=1, help=walkers_help)
+    group.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running Dask scheduler (tcp://host:port) for the walkers; default: a local cluster "
+                            "sized to this machine")
+    group.add_argument("--segment", type=_positive_int, default=50_000,
+                       help="MD steps per Dask task; a lost worker costs at most one (default %(default)s)")
+
+
 def _bias_options(p) -> None:
     from .metad import WellTempered
 
@@ -338,13 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hills: CV and bias in one PythonForce (default); openmm: OpenMM's Metadynamics")
     p.add_argument("--walker", type=int, default=0,
                    help="walker index of this process; walkers sharing --out share the bias")
-    p.add_argument("--walkers", type=_positive_int, default=1,
-                   help="run N walkers sharing the bias as Dask tasks (default %(default)s: one, in this process)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="a running Dask scheduler (tcp://host:port) for the walkers; default: a local cluster "
-                        "sized to this machine")
-    p.add_argument("--segment", type=_positive_int, default=50_000,
-                   help="MD steps per Dask task; a lost worker costs at most one (default %(default)s)")
+    _walker_options(p, "run N walkers sharing the bias as Dask tasks (default %(default)s: one, in this process)")
     p.set_defaults(run=_bias)
 
     p = commands.add_parser("learn", help="alternate MD, CV learning and biasing for several rounds")
@@ -364,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lag", type=_positive_int, default=learn_defaults.lag,
                    help="frames between the members of a training pair (default %(default)s)")
     _bias_options(p)
+    _walker_options(p, "metadynamics walkers sharing the bias in each biased round, as Dask tasks, started from "
+                       "frames spread over the CV (default %(default)s: one, in this process)")
     p.add_argument("--out", help="output folder; a second run resumes it (required)")
     p.set_defaults(run=_learn)
 

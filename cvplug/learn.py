@@ -48,9 +48,9 @@ from . import methods
 from .cv import load_cv
 from .data import TrainingData, full_positions
 from .features import Dihedrals, Feature, default_features
-from .metad import HillsBias, WellTempered, reweighting_factors, run_metadynamics
+from .metad import HillsBias, WellTempered, reweighting_factors, run_metadynamics, shared_reweighting_factors
 from .report import plot_round_fes, round_report
-from .runs import claim, move_folder_aside, positive_int, read_json, system_identity, write_json
+from .runs import claim, move_folder_aside, positive_int, read_json, system_identity, walker_name, write_json
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
 from .simulate import simulate
 from .trajectory import load_trajectory
@@ -80,6 +80,7 @@ class LearnSettings:
     save_atoms: Optional[str] = None     # mdtraj selection stored in trajectories; None: all but water and ions
     seed: int = 0
     platform: str = "CPU"
+    walkers: int = 1                     # metadynamics walkers per biased round (Dask tasks, cvplug.walkers)
     method_options: dict = field(default_factory=dict)
     bias: WellTempered = WellTempered()  # well-tempered metadynamics of the biased rounds
 
@@ -95,7 +96,7 @@ class LearnSettings:
 
     def check(self) -> None:
         """Raise ValueError naming the first setting out of range (the bias settings check themselves)."""
-        for name in ("rounds", "steps_per_round", "report_every", "n_components", "lag"):
+        for name in ("rounds", "steps_per_round", "report_every", "n_components", "lag", "walkers"):
             positive_int(name, getattr(self, name))
         if self.bias.engine != "hills":
             raise ValueError("the learn loop carries its hills from round to round: it needs engine='hills'")
@@ -146,15 +147,42 @@ def _matched(round_dir: Path, frames: np.ndarray, weights: np.ndarray) -> np.nda
     return weights
 
 
-def round_frames(round_dir, spec) -> tuple[np.ndarray, np.ndarray]:
-    """One finished round's frames [frames, saved atoms, 3] (nm, float32; the atoms of
+def _state_positions(path: Path) -> np.ndarray:
+    """The positions [n_atoms, 3] (nm) of an OpenMM State XML (a run's checkpoint)."""
+    state = openmm.XmlSerializer.deserialize(Path(path).read_text())
+    return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+
+
+def _spread(values: np.ndarray, n: int, periodic) -> list[int]:
+    """Indices of ``n`` rows of ``values`` [m, d] spread over them: the last row, then each time the row farthest
+    from those chosen (each component divided by its standard deviation; a component with a period, given as
+    (lower, upper) in ``periodic``, wrapped). Rows repeat when m < n."""
+    scale = values.std(axis=0)
+    scale[scale == 0] = 1.0
+    periods = np.array([0.0 if p is None else p[1] - p[0] for p in periodic])
+
+    def distance(row: np.ndarray) -> np.ndarray:
+        delta = values - row
+        delta -= periods * np.round(delta / np.where(periods > 0, periods, 1.0))
+        return np.linalg.norm(delta / scale, axis=1)
+
+    chosen = [len(values) - 1]
+    nearest = distance(values[-1])
+    while len(chosen) < n:
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, distance(values[chosen[-1]]))
+    return chosen
+
+
+def round_frames(round_dir, spec, walker: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of one walker of a finished round [frames, saved atoms, 3] (nm, float32; the atoms of
     :func:`cvplug.trajectory.saved_atoms`, all for toys) and their reweighting factors (sum 1), read from its
     folder (a learn run reads them only to resume)."""
     round_dir = Path(round_dir)
-    frames = _trajectory_frames(round_dir / "trajectory", spec)
+    frames = _trajectory_frames(round_dir / walker_name("trajectory", walker), spec)
     if not (round_dir / "metadynamics.json").exists():
         return frames, np.full(len(frames), 1.0 / len(frames))
-    return frames, _matched(round_dir, frames, reweighting_factors(round_dir))
+    return frames, _matched(round_dir, frames, reweighting_factors(round_dir, walker))
 
 
 class _Run:
@@ -165,8 +193,12 @@ class _Run:
         self.overwrite = overwrite
         self.features = resolve_features(spec, settings.features)
         self.atoms = resolve_save_atoms(spec, settings.save_atoms)
-        self.frames: list[np.ndarray] = []
-        self.weights: list[np.ndarray] = []
+        self.frames: list[np.ndarray] = []   # per trajectory: round 0's, then each walker's of each round
+        self.weights: list[np.ndarray] = []  # per trajectory; each round's sum to 1
+        self.round_of: list[int] = []        # the round of each trajectory
+        self.client = None                   # the Dask client of the walkers (settings.walkers > 1)
+        self.segment = 50_000                # MD steps per walker task
+        self.on_progress: Optional[Callable] = None  # called with each WalkerProgress
         self.cv = None  # the CV learned after the last round run
         self.method(0, None)  # options and system checked before any MD runs
         TrainingData(spec, self.features, atoms=self.atoms)  # the features read saved atoms only
@@ -185,19 +217,35 @@ class _Run:
     def round_dir(self, k: int) -> Path:
         return self.out_dir / f"round_{k}"
 
-    def read_round(self, k: int) -> None:
-        """Append finished round k's frames (saved atoms, nm) and reweighting factors, read from its folder."""
-        frames, weights = round_frames(self.round_dir(k), self.spec)
+    def walkers(self, k: int) -> int:
+        """The walkers of round k: one unbiased run in round 0, ``settings.walkers`` after it."""
+        return 1 if k == 0 else self.settings.walkers
+
+    def trajectories(self, k: int) -> list[int]:
+        """Indices (into ``frames``) of round k's trajectories, one per walker."""
+        return [i for i, r in enumerate(self.round_of) if r == k]
+
+    def _append(self, k: int, frames: np.ndarray, weights: np.ndarray) -> None:
         self.frames.append(frames)
         self.weights.append(weights)
+        self.round_of.append(k)
+
+    def read_round(self, k: int) -> None:
+        """Append finished round k's frames (saved atoms, nm) and reweighting factors, read from its folder: one
+        trajectory per walker, the walkers' weights normalised together (by their shared final bias)."""
+        if self.walkers(k) == 1:
+            self._append(k, *round_frames(self.round_dir(k), self.spec))
+            return
+        shared = shared_reweighting_factors(self.round_dir(k), self.walkers(k))
+        for walker, weights in enumerate(shared):
+            frames = _trajectory_frames(self.round_dir(k) / walker_name("trajectory", walker), self.spec)
+            self._append(k, frames, _matched(self.round_dir(k), frames, weights))
 
     def start_spec(self, k: int):
         """A copy of the system (its own openmm.System) at the final state of round k − 1 (its checkpoint)."""
         positions = self.spec.positions
         if k > 0:
-            state_file = self.round_dir(k - 1) / "trajectory.state.xml"
-            state = openmm.XmlSerializer.deserialize(state_file.read_text())
-            positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+            positions = _state_positions(self.round_dir(k - 1) / "trajectory.state.xml")
         return dataclasses.replace(self.spec, system=copy.deepcopy(self.spec.system), positions=np.array(positions))
 
     def inherited_hills(self, k: int, cv) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -209,9 +257,10 @@ class _Run:
         deposited = (np.arange(1, n_hills + 1) * bias.frequency) // self.settings.report_every - 1
         centers = []
         for j in range(1, k):
-            with torch.no_grad():
-                positions = full_positions(self.frames[j][deposited], self.atoms, self.spec)
-                centers.append(cv(positions).double().numpy())
+            with torch.no_grad():  # per walker [hills, d], interleaved in deposition order
+                per_walker = [cv(full_positions(self.frames[i][deposited], self.atoms, self.spec)).double().numpy()
+                              for i in self.trajectories(j)]
+            centers.append(np.stack(per_walker, axis=1).reshape(-1, per_walker[0].shape[1]))
         if not centers:
             return None
         replay = HillsBias.along(cv, bias.for_cv(cv), self.spec.temperature)
@@ -224,6 +273,17 @@ class _Run:
         s, folder = self.settings, self.round_dir(k)
         folder.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        if self.walkers(k) > 1:
+            from .walkers import run_walkers
+
+            run_walkers(self.spec, self.round_dir(k - 1) / "cv.pt", s.steps_per_round, folder, walkers=s.walkers,
+                        client=self.client, segment=self.segment, report_every=s.report_every,
+                        seed=(s.seed * 1000 + k) * s.walkers, starts=self.walker_starts(k, cv), settings=s.bias,
+                        platform=s.platform, save_atoms=self.atoms, inherited=self.inherited_hills(k, cv),
+                        on_progress=self.on_progress)
+            seconds = time.perf_counter() - start
+            self.read_round(k)
+            return seconds
         spec = self.start_spec(k)
         seed = s.seed * 1000 + k
         if k == 0:
@@ -239,21 +299,41 @@ class _Run:
             seconds = time.perf_counter() - start
             frames = _trajectory_frames(result.trajectory, spec)
             weights = _matched(folder, frames, result.reweighting_factors())
-        self.frames.append(frames)
-        self.weights.append(weights)
+        self._append(k, frames, weights)
         return seconds
+
+    def walker_starts(self, k: int, cv) -> list[np.ndarray]:
+        """Where round k's walkers start (positions [n_atoms, 3], nm): configurations of the earlier rounds spread
+        over ``cv`` — the last one of round k − 1, then each time the one farthest in CV space from those chosen
+        (components in units of their standard deviation, periodic ones wrapped). Candidates are every frame so
+        far when frames hold all atoms; otherwise (solvent not saved) the final states of round k − 1's walkers,
+        the only full configurations on disk."""
+        if self.atoms is None:
+            earlier = [f for f, r in zip(self.frames, self.round_of) if r < k]
+            candidates = torch.cat([full_positions(f, None, self.spec) for f in earlier])
+        else:
+            states = [self.round_dir(k - 1) / walker_name("trajectory.state.xml", w) for w in range(self.walkers(k - 1))]
+            candidates = torch.stack([torch.as_tensor(_state_positions(path), dtype=torch.float32) for path in states])
+        with torch.no_grad():
+            values = cv(candidates).double().numpy()
+        chosen = _spread(values, self.settings.walkers, cv.metadata["periodic"])
+        return [candidates[i].double().numpy() for i in chosen]
 
     def data(self) -> TrainingData:
         return TrainingData(self.spec, self.features, self.frames, self.atoms, self.weights, self.settings.lag)
 
+    def per_round(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Per-trajectory arrays joined into one per round (the walkers of a round in order)."""
+        return [np.concatenate([arrays[i] for i in self.trajectories(r)]) for r in range(max(self.round_of) + 1)]
+
     def summarise(self, k: int, cv, md_seconds: float, train_seconds: float) -> dict:
         data = self.data()
-        values = [v.astype(np.float64) for v in data.apply(cv)]
-        phi = data.apply(self.phi) if self.phi is not None else None
+        values = self.per_round([v.astype(np.float64) for v in data.apply(cv)])
+        phi = self.per_round(data.apply(self.phi)) if self.phi is not None else None
+        weights = self.per_round(self.weights)
         periodic = [tuple(p) if p is not None else None for p in cv.metadata["periodic"]]
-        sampled_ps = self.settings.steps_per_round * self.spec.timestep
-        report, fes = round_report(values, self.weights, k, periodic, cv.metadata["names"], sampled_ps, md_seconds,
-                                   phi)
+        sampled_ps = self.walkers(k) * self.settings.steps_per_round * self.spec.timestep
+        report, fes = round_report(values, weights, k, periodic, cv.metadata["names"], sampled_ps, md_seconds, phi)
         np.savez(self.round_dir(k) / "fes_cv.npz", names=np.array(cv.metadata["names"]), units="kT",
                  **{f"edges{i}": e for i, e in enumerate(fes["edges"])},
                  **{f"fes{i}": f for i, f in enumerate(fes["fes_1d"])},
@@ -261,8 +341,8 @@ class _Run:
         plot_round_fes(fes, cv.metadata["names"], self.round_dir(k) / "fes_cv.png")
         report = {"round": k, "md_seconds": md_seconds, "train_seconds": train_seconds, **report}
         if self.spec.report is not None:
-            positions = torch.cat([data.positions(k)])
-            report["system"] = self.spec.report(self.spec, positions.double().numpy(), self.weights[k])
+            positions = torch.cat([data.positions(i) for i in self.trajectories(k)])
+            report["system"] = self.spec.report(self.spec, positions.double().numpy(), weights[k])
         return report
 
 
@@ -277,10 +357,14 @@ class LearnRun(_Run):
         settings["features"] = feature_specs(self.spec, self.settings.features)
         return {"kind": "learn", "system": system_identity(self.spec), "settings": settings}
 
-    def run(self, on_start: Optional[Callable[[], None]] = None) -> list[dict]:
+    def run(self, on_start: Optional[Callable[[], None]] = None, *, scheduler: Optional[str] = None,
+            segment: int = 50_000, on_progress: Optional[Callable] = None) -> list[dict]:
         """Run the rounds not finished yet; returns one summary dict per round (:mod:`cvplug.report`). Afterwards
-        ``frames``, ``weights`` (per round) and ``cv`` (the last CV) hold the results in memory.
-        ``on_start()`` is called once the run owns its folder, before it writes there."""
+        ``frames``, ``weights`` (per trajectory: round 0's, then each walker's of each round) and ``cv`` (the
+        last CV) hold the results in memory. ``on_start()`` is called once the run owns its folder, before it
+        writes there. With ``settings.walkers`` > 1 the biased rounds run on the Dask scheduler at ``scheduler``
+        (default: a local cluster, :func:`cvplug.walkers.open_client`) in tasks of ``segment`` MD steps;
+        ``on_progress`` gets a :class:`cvplug.walkers.WalkerProgress` after each."""
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise ValueError(f"the output {self.out_dir} is a file; give a folder")
         state_file = self.out_dir / "progress.json"
@@ -294,17 +378,27 @@ class LearnRun(_Run):
             for k in range(len(summaries)):
                 self.read_round(k)
             cv = load_cv(self.round_dir(len(summaries) - 1) / "cv.pt") if summaries else None
-            for k in range(len(summaries), self.settings.rounds):
-                md_seconds = self.sample(k, cv)
-                start = time.perf_counter()
-                method = self.method(k, self.round_dir(k) / "train").fit(self.data())
-                cv = method.cv
-                cv.calibrate(self.data().sample_positions())
-                cv.export(self.round_dir(k) / "cv.pt")
-                summary = self.summarise(k, cv, md_seconds, time.perf_counter() - start)
-                write_json(self.round_dir(k) / "summary.json", summary)
-                summaries.append(summary)
-                write_json(state_file, summaries)
+            self.segment, self.on_progress = positive_int("segment", segment), on_progress
+            if self.settings.walkers > 1 and max(1, len(summaries)) < self.settings.rounds:
+                from .walkers import open_client
+
+                self.client = open_client(scheduler, self.settings.walkers)
+            try:
+                for k in range(len(summaries), self.settings.rounds):
+                    md_seconds = self.sample(k, cv)
+                    start = time.perf_counter()
+                    method = self.method(k, self.round_dir(k) / "train").fit(self.data())
+                    cv = method.cv
+                    cv.calibrate(self.data().sample_positions())
+                    cv.export(self.round_dir(k) / "cv.pt")
+                    summary = self.summarise(k, cv, md_seconds, time.perf_counter() - start)
+                    write_json(self.round_dir(k) / "summary.json", summary)
+                    summaries.append(summary)
+                    write_json(state_file, summaries)
+            finally:
+                if self.client is not None:
+                    self.client.close()
+                    self.client = None
             self.cv = cv
         return summaries
 

@@ -77,15 +77,21 @@ def segment_targets(steps: int, segment: int, multiple: int) -> list[int]:
     return list(range(segment, steps, segment)) + [steps]
 
 
-def _run_segment(spec, cv_path: str, target: int, out_dir: str, walker: int, seed: int, options: dict) -> int:
-    """One task: walker ``walker`` from its last checkpoint to step ``target``; returns ``target``. ``spec`` is
-    shared by the tasks on a worker and stays as sent (run_metadynamics biases a copy of its System)."""
+def _run_segment(spec, cv_path: str, target: int, out_dir: str, walker: int, seed: int, options: dict,
+                 start=None) -> int:
+    """One task: walker ``walker`` from its last checkpoint (or from ``start`` positions [n_atoms, 3], nm, or the
+    spec's) to step ``target``; returns ``target``. ``spec`` is shared by the tasks on a worker and stays as sent
+    (run_metadynamics biases a copy of its System)."""
+    import dataclasses
+
     import torch  # noqa: F401  (before openmm)
 
     from .cv import load_cv
     from .metad import run_metadynamics
 
     torch.set_num_threads(1)
+    if start is not None:
+        spec = dataclasses.replace(spec, positions=start)
     run_metadynamics(spec, load_cv(cv_path), target, out_dir, walker=walker, seed=seed + walker, progress=False,
                      outputs=False, **options)
     return target
@@ -111,14 +117,15 @@ class WalkerProgress:
 
 
 def run_walkers(spec, cv_path, steps: int, out_dir, *, walkers: int, client, segment: int, report_every: int,
-                seed: int = 0, retries: int = 3, on_progress: Optional[Callable[[WalkerProgress], None]] = None,
-                **options) -> list[int]:
+                seed: int = 0, starts=None, retries: int = 3,
+                on_progress: Optional[Callable[[WalkerProgress], None]] = None, **options) -> list[int]:
     """Run ``walkers`` metadynamics walkers of ``steps`` MD steps each on ``client``'s cluster.
 
     ``spec`` is a SystemSpec (sent to the workers), ``cv_path`` a CV file all workers can read, ``segment`` the
     MD steps of one task; ``options`` go to :func:`cvplug.metad.run_metadynamics` (bias settings, engine,
     platform …). Walker k uses seed ``seed + k``. The segments of one walker run in order; the walkers run side
-    by side. A task whose worker dies is rerun (``retries`` times) from the walker's last checkpoint.
+    by side. ``starts``: per walker, the positions [n_atoms, 3] (nm) it starts from (default: the spec's). A task
+    whose worker dies is rerun (``retries`` times) from the walker's last checkpoint.
     ``on_progress`` is called after every finished segment. At the end, ``fes.npz`` and ``fes.png`` hold the FES
     of the shared bias (all walkers' hills). Returns the steps each walker reached.
     """
@@ -135,7 +142,8 @@ def run_walkers(spec, cv_path, steps: int, out_dir, *, walkers: int, client, seg
     run = uuid.uuid4().hex[:8]
 
     def submit(walker: int, index: int):
-        future = client.submit(_run_segment, spec_future, cv_path, targets[index], out_dir, walker, seed, options, key=f"walker-{walker}-segment-{index}-{run}",
+        future = client.submit(_run_segment, spec_future, cv_path, targets[index], out_dir, walker, seed, options,
+                               None if starts is None else starts[walker], key=f"walker-{walker}-segment-{index}-{run}",
                                retries=retries, pure=False)
         future.walker, future.index = walker, index
         return future

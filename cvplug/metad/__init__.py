@@ -14,10 +14,11 @@ One file, one job:
   :mod:`~cvplug.metad.fes` (FES files, reweighting).
 """
 from .engine import BiasEngine
-from .fes import reweighting_factors
+from .fes import reweighting_factors, shared_free_energy, shared_reweighting_factors
 from .hills import HillsBias
 from .run import BiasedSimulation, MetadynamicsResult, build_metadynamics, run_metadynamics
 from .settings import ENGINES, WellTempered
 
 __all__ = ["WellTempered", "ENGINES", "run_metadynamics", "build_metadynamics", "BiasedSimulation",
-           "MetadynamicsResult", "BiasEngine", "HillsBias", "reweighting_factors"]
+           "MetadynamicsResult", "BiasEngine", "HillsBias", "reweighting_factors", "shared_free_energy",
+           "shared_reweighting_factors"]

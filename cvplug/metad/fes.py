@@ -16,7 +16,8 @@ from ..runs import read_json, walker_name, write_atomic
 from .colvar import read_colvar
 from .hills import HillsBias
 
-__all__ = ["fes_axes", "save_fes", "shared_free_energy", "final_bias_weights", "reweighting_factors"]
+__all__ = ["fes_axes", "save_fes", "shared_free_energy", "final_bias_weights", "reweighting_factors",
+           "shared_reweighting_factors"]
 
 
 def fes_axes(ranges, widths) -> list[np.ndarray]:
@@ -69,11 +70,19 @@ def reweighting_factors(out_dir, walker: int = 0) -> np.ndarray:
     """Per-frame weights (sum 1) of a ``"hills"`` run read from its files: w ∝ exp(V_final(s)/kT) at each colvar
     line of ``walker``, V_final the bias of all walkers' hills (and the inherited ones) in ``out_dir``.
     Reads only: the run may still be going."""
-    out_dir = Path(out_dir)
-    bias, settings = _bias_on_disk(out_dir, walker)
+    return _weights(Path(out_dir), [walker])[0]
+
+
+def shared_reweighting_factors(out_dir, walkers: int) -> list[np.ndarray]:
+    """As :func:`reweighting_factors` for walkers 0 … ``walkers`` − 1 together: one array per walker, all of them
+    summing to 1, so that frames of different walkers weigh as their shared final bias says."""
+    return _weights(Path(out_dir), list(range(walkers)))
+
+
+def _weights(out_dir: Path, walkers: Sequence[int]) -> list[np.ndarray]:
+    bias, settings = _bias_on_disk(out_dir, walkers[0])
     if settings["engine"] != "hills":
         raise ValueError(f"reweighting needs a run with engine='hills'; {out_dir} used {settings['engine']!r}")
-    colvar = read_colvar(out_dir / walker_name("colvar.dat", walker))
-    kT = MOLAR_GAS_CONSTANT * settings["temperature"]
-    return final_bias_weights(bias, colvar[:, 1:-1], kT)
-
+    colvars = [read_colvar(out_dir / walker_name("colvar.dat", walker))[:, 1:-1] for walker in walkers]
+    weights = final_bias_weights(bias, np.concatenate(colvars), MOLAR_GAS_CONSTANT * settings["temperature"])
+    return np.split(weights, np.cumsum([len(c) for c in colvars])[:-1])

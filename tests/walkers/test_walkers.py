@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvplug import CollectiveVariable
+from cvplug import CollectiveVariable, systems
 from cvplug.features import Cartesians
 
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -62,7 +62,6 @@ def test_segments_bias_a_copy_and_leave_the_shared_spec_as_sent(tmp_path):
     """Tasks on one worker share the spec Dask sent: a segment that added its bias force to it would bias the
     next segment twice (and the spec could no longer be sent on, hanging the run). run_metadynamics leaves the
     caller's spec as given."""
-    from cvplug import systems
     from cvplug.metad import WellTempered
     from cvplug.walkers import _run_segment
 
@@ -144,3 +143,81 @@ def test_a_killed_worker_costs_one_segment_and_nothing_is_lost_or_counted_twice(
     centres, heights = np.concatenate([c[:, 0] for c, _ in hills]), np.concatenate([h for _, h in hills])
     bias = (heights * np.exp(-0.5 * ((x[:, None] - centres) / 0.15) ** 2)).sum(axis=1)
     np.testing.assert_allclose(fes["free_energy"], -10 / 9 * (bias - bias.max()), atol=1e-9)
+
+
+@pytest.mark.slow
+def test_four_walkers_with_a_quarter_of_the_steps_match_the_one_walker_accuracy(tmp_path):
+    """Double well, hills engine, Langevin, stride 4, γ = 6, h0 = 0.3 kJ/mol (the one-walker check of
+    tests/metad/test_run.py with 1.2M steps): 4 walkers × 300k steps sharing their bias, in segments of 100k,
+    seeds 0-7 (walker seeds 4s … 4s + 3). The one-walker bounds hold: the mean of the eight runs' F is within
+    0.5 kT RMS of the exact F where that is below 8 kT, and no run is off by 2 kT. Measured side by side with one
+    walker by `benchmarks/walkers.py --only accuracy` (README there)."""
+    from cvplug.analysis import fes_rms_error
+    from cvplug.metad import WellTempered
+    from cvplug.metad.fes import shared_free_energy
+    from cvplug.walkers import open_client, run_walkers
+
+    spec, cv_file = systems.load("double-well"), x1_cv(tmp_path / "x1.pt")
+    settings = WellTempered(height=0.3, bias_factor=6.0, frequency=100, widths=(0.15,), ranges=((-4.0, 4.0),),
+                            stride=4)
+    client = open_client(None, 4)
+    try:
+        runs = []
+        for seed in range(8):
+            out = tmp_path / f"seed{seed}"
+            run_walkers(spec, cv_file, 300_000, out, walkers=4, client=client, segment=100_000, report_every=1000,
+                        seed=4 * seed, settings=settings, dynamics="langevin", platform="Reference")
+            (x,), free_energy, _, kT = shared_free_energy(out)
+            runs.append(free_energy / kT)
+    finally:
+        client.close()
+    exact = x**4 / 4 - 3 * x**2 + x
+    errors = [fes_rms_error(free_energy, exact - exact.min(), 8.0)[0] for free_energy in runs]
+    mean_error = fes_rms_error(np.mean(runs, axis=0), exact - exact.min(), 8.0)[0]
+    print(f"4 walkers: seeds 0-7 {errors} kT, their mean F {mean_error} kT")
+    assert mean_error < 0.5 and max(errors) < 2.0
+
+
+def test_spread_starts_at_the_last_row_and_takes_the_farthest_each_time():
+    from cvplug.learn import _spread
+
+    values = np.array([[0.0], [0.1], [5.0], [2.4], [0.2]])
+    assert _spread(values, 3, [None]) == [4, 2, 3]  # from 0.2: 5.0, then 2.4 (2.2 from the nearest chosen)
+    angles = np.array([[3.0], [-3.0], [0.0]])  # ±3 rad are 0.28 rad apart across the period
+    assert _spread(angles, 2, [(-np.pi, np.pi)]) == [2, 0]
+    assert _spread(angles[:1], 2, [None]) == [0, 0]  # fewer rows than walkers: rows repeat
+
+
+def test_learn_rounds_with_two_walkers_share_the_bias_and_resume(tmp_path, capsys):
+    """`cvplug learn --walkers 2` on the three-well toy: round 0 one unbiased run; rounds 1 and 2 two walkers
+    each (Dask, local cluster), started apart along the CV, sharing one bias that round 2 inherits from round 1's
+    hills of both walkers; a rerun finds every round done, and other walker counts are refused."""
+    from cvplug import load_cv
+    from cvplug.cli import main
+    from cvplug.learn import LearnSettings, prepare
+
+    out = tmp_path / "learn"
+    argv = ["learn", "three-well", "--method", "tica", "--rounds", "3", "--steps", "2000", "--report-every", "20",
+            "--n-components", "1", "--platform", "Reference", "--walkers", "2", "--segment", "1000", "--out",
+            str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("walkers: 4,000/4,000 steps (100 %)") == 2
+    for k in (1, 2):
+        for suffix in ("", ".1"):
+            assert len(np.load(out / f"round_{k}" / f"trajectory{suffix}.npz")["x"]) == 100
+            assert len(np.load(out / f"round_{k}" / "hills" / f"hills.{suffix.strip('.') or 0}.npy")) == 20
+    inherited = np.load(out / "round_2" / "hills" / "inherited.npy")
+    assert len(inherited) == 2 * 20                                      # both walkers' round-1 hills
+    summary = (out / "round_2" / "summary.json").read_text()
+    assert '"frames": 200' in summary and '"sampled_ps": 4.0' in summary
+
+    run = prepare("three-well", out, LearnSettings(method="tica", rounds=3, steps_per_round=2000, report_every=20,
+                                                   n_components=1, platform="Reference", walkers=2))
+    assert run.run() and len(run.frames) == 5 and run.round_of == [0, 1, 1, 2, 2]   # resumed: all read back
+    weights = run.per_round(run.weights)
+    np.testing.assert_allclose([w.sum() for w in weights], 1.0)
+    starts = run.walker_starts(1, load_cv(out / "round_0" / "cv.pt"))
+    np.testing.assert_allclose(starts[0], run.frames[0][-1].reshape(-1, 3), atol=1e-6)  # round 0's last frame
+    assert np.abs(starts[1] - starts[0]).max() > 0.5                                   # and one far from it
+    assert main([*argv[:-6], "--walkers", "3", "--out", str(out)]) == 2                   # other walker counts
