@@ -10,6 +10,10 @@
    deviation over seeds, and the error of the seeds' mean F. Seed s gives the 4 walkers seeds 4s … 4s + 3.
 2. Throughput: ala2-implicit with a (φ, ψ) CV, hills engine, one walker on a LocalCluster of one worker, then
    two walkers on a LocalCluster of two workers (one OpenMM thread each): total ns/day of the two against one.
+   The one walker is measured twice, the second time with a process spinning on the other core: on the 2-vCPU
+   development VM one walker alone runs 2.5x slower than beside a busy core (10,000 steps: 21.5 s against 8.4 s,
+   in-process, no Dask), apparently the cost of waking an idle vCPU at each of OpenMM's thread hand-offs, so the
+   idle-machine ratio overstates what a second walker adds.
 3. Scheduling overhead: 64 walkers of the double well on a LocalCluster sized to the machine, each cut into
    segments. Overhead per segment = the task's wall time on its worker minus the MD it did (at the rate of one
    long segment), plus the time between one segment finishing and the next starting on that walker's worker;
@@ -31,6 +35,7 @@ from cvplug.demo import phi_psi_cv
 from cvplug.features import Cartesians
 from cvplug.metad import WellTempered, run_metadynamics
 from cvplug.metad.fes import shared_free_energy
+from cvplug.bridge.context import usable_cores
 from cvplug.walkers import open_client, run_walkers
 
 DOUBLE_WELL_BIAS = WellTempered(height=0.3, bias_factor=6.0, frequency=100, widths=(0.15,), ranges=((-4.0, 4.0),),
@@ -79,8 +84,28 @@ def accuracy(seeds: int, steps: int, walkers: int, folder: Path) -> dict[str, li
     return runs
 
 
-def throughput(walkers: int, steps: int, folder: Path) -> float:
-    """Total ns/day of ``walkers`` ala2-implicit walkers of ``steps`` steps, one worker each."""
+def _spin() -> None:
+    while True:
+        pass
+
+
+def throughput(walkers: int, steps: int, folder: Path, busy: bool = False) -> float:
+    """Total ns/day of ``walkers`` ala2-implicit walkers of ``steps`` steps, one worker each; with ``busy`` a
+    process spins on another core meanwhile (see the module docstring)."""
+    import multiprocessing
+
+    spinner = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True) if busy else None
+    if spinner is not None:
+        spinner.start()
+    try:
+        return _throughput(walkers, steps, folder / ("busy" if busy else "idle"))
+    finally:
+        if spinner is not None:
+            spinner.kill()
+
+
+def _throughput(walkers: int, steps: int, folder: Path) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
     spec = systems.load("ala2-implicit")
     cv_path = phi_psi_cv(spec).double().export(folder / "phi_psi.pt")
     client = open_client(None, walkers)
@@ -103,15 +128,16 @@ def overhead(walkers: int, segment: int, segments: int, folder: Path) -> dict:
                    ranges=[(-4.0, 4.0)], platform="Reference")
     client = open_client(None, walkers)
     try:
-        started = time.perf_counter()
-        run_walkers(spec, cv_path, segment * 20, folder / "long", walkers=1, client=client, segment=segment * 20,
-                    **options)
+        client.wait_for_workers(min(walkers, usable_cores()))
+        workers = len(client.scheduler_info()["workers"])
+        started = time.perf_counter()  # one long task per worker, all workers busy (as in the run measured)
+        run_walkers(spec, cv_path, segment * 20, folder / "long", walkers=workers, client=client,
+                    segment=segment * 20, **options)
         md_rate = segment * 20 / (time.perf_counter() - started)   # steps/s of one walker, one task
         started = time.perf_counter()
         run_walkers(spec, cv_path, segment * segments, folder / "many", walkers=walkers, client=client,
                     segment=segment, **options)
         wall = time.perf_counter() - started
-        workers = len(client.scheduler_info()["workers"])
     finally:
         client.close()
     ideal = walkers * segments * segment / md_rate / workers
@@ -140,9 +166,11 @@ def main() -> None:
                 print(f"{name:10s} {np.mean(errors):.3f} ± {np.std(errors, ddof=1):.3f} kT per run "
                       f"(max {max(errors):.3f}); error of their mean F {pooled:.3f} kT", flush=True)
         if args.only in (None, "throughput"):
-            one, two = throughput(1, args.steps, folder), throughput(2, args.steps, folder)
-            print(f"ala2-implicit, {args.steps} steps per walker: 1 walker {one:.1f} ns/day, 2 walkers {two:.1f} "
-                  f"ns/day in total: {two / one:.2f}x")
+            one, busy = throughput(1, args.steps, folder), throughput(1, args.steps, folder, busy=True)
+            two = throughput(2, args.steps, folder)
+            print(f"ala2-implicit, {args.steps} steps per walker: 2 walkers {two:.1f} ns/day in total; 1 walker "
+                  f"{one:.1f} ns/day ({two / one:.2f}x), or {busy:.1f} ns/day with another core busy "
+                  f"({two / busy:.2f}x)")
         if args.only in (None, "overhead"):
             numbers = overhead(args.tiny_walkers, args.segment, args.segments, folder)
             print(f"{args.tiny_walkers} double-well walkers x {args.segments} segments of {args.segment} steps on "
