@@ -603,6 +603,15 @@ def test_full_disk_is_one_line_and_keeps_the_old_state(tmp_path, capsys, monkeyp
 
 # --- 10: Ctrl-C is an interrupt, never a blow-up ----------------------------------------------------------------------
 
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, also where the suite runs as a shell's background job
+    (which starts with SIGINT ignored, and Python keeps it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_inside_the_force(monkeypatch, at_call: int) -> None:
     """SIGINT delivered while the hills engine's PythonForce computes its ``at_call``-th force (as Ctrl-C lands
     there most of the time): Python raises KeyboardInterrupt inside OpenMM's callback."""
@@ -620,7 +629,7 @@ def _interrupt_inside_the_force(monkeypatch, at_call: int) -> None:
 
 
 @pytest.mark.parametrize("at_call", [3, 157, 401, 1111, 1999, 2500, 3003, 3999])
-def test_ctrl_c_inside_the_bias_force_is_an_interrupt_and_the_run_resumes(tmp_path, monkeypatch, at_call):
+def test_ctrl_c_inside_the_bias_force_is_an_interrupt_and_the_run_resumes(tmp_path, monkeypatch, ctrl_c, at_call):
     _interrupt_inside_the_force(monkeypatch, at_call)
     with pytest.raises(KeyboardInterrupt):
         scenario("hills", tmp_path)
@@ -629,7 +638,7 @@ def test_ctrl_c_inside_the_bias_force_is_an_interrupt_and_the_run_resumes(tmp_pa
     check_bias(tmp_path)
 
 
-def test_ctrl_c_in_the_cli_exits_130_with_the_resume_hint(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_in_the_cli_exits_130_with_the_resume_hint(tmp_path, capsys, monkeypatch, ctrl_c):
     from cvplug.cli import main
 
     _interrupt_inside_the_force(monkeypatch, 150)

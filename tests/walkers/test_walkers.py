@@ -145,39 +145,6 @@ def test_a_killed_worker_costs_one_segment_and_nothing_is_lost_or_counted_twice(
     np.testing.assert_allclose(fes["free_energy"], -10 / 9 * (bias - bias.max()), atol=1e-9)
 
 
-@pytest.mark.slow
-def test_four_walkers_with_a_quarter_of_the_steps_match_the_one_walker_accuracy(tmp_path):
-    """Double well, hills engine, Langevin, stride 4, γ = 6, h0 = 0.3 kJ/mol (the one-walker check of
-    tests/metad/test_run.py with 1.2M steps): 4 walkers × 300k steps sharing their bias, in segments of 100k,
-    seeds 0-7 (walker seeds 4s … 4s + 3). The one-walker bounds hold: the mean of the eight runs' F is within
-    0.5 kT RMS of the exact F where that is below 8 kT, and no run is off by 2 kT. Measured side by side with one
-    walker by `benchmarks/walkers.py --only accuracy` (README there)."""
-    from cvplug.analysis import fes_rms_error
-    from cvplug.metad import WellTempered
-    from cvplug.metad.fes import shared_free_energy
-    from cvplug.walkers import open_client, run_walkers
-
-    spec, cv_file = systems.load("double-well"), x1_cv(tmp_path / "x1.pt")
-    settings = WellTempered(height=0.3, bias_factor=6.0, frequency=100, widths=(0.15,), ranges=((-4.0, 4.0),),
-                            stride=4)
-    client = open_client(None, 4)
-    try:
-        runs = []
-        for seed in range(8):
-            out = tmp_path / f"seed{seed}"
-            run_walkers(spec, cv_file, 300_000, out, walkers=4, client=client, segment=100_000, report_every=1000,
-                        seed=4 * seed, settings=settings, dynamics="langevin", platform="Reference")
-            (x,), free_energy, _, kT = shared_free_energy(out)
-            runs.append(free_energy / kT)
-    finally:
-        client.close()
-    exact = x**4 / 4 - 3 * x**2 + x
-    errors = [fes_rms_error(free_energy, exact - exact.min(), 8.0)[0] for free_energy in runs]
-    mean_error = fes_rms_error(np.mean(runs, axis=0), exact - exact.min(), 8.0)[0]
-    print(f"4 walkers: seeds 0-7 {errors} kT, their mean F {mean_error} kT")
-    assert mean_error < 0.5 and max(errors) < 2.0
-
-
 def test_spread_starts_at_the_last_row_and_takes_the_farthest_each_time():
     from cvplug.learn import _spread
 
