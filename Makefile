@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bias_overhead.py
