@@ -293,12 +293,14 @@ def _run_options(p, steps: int, report_every: int) -> None:
 
 
 def _walker_options(p, walkers_help: str) -> None:
+    from .walkers import SEGMENT
+
     group = p.add_argument_group("walkers on Dask (see the docs' 'More than one machine')")
     group.add_argument("--walkers", type=_positive_int, default=1, help=walkers_help)
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help="a running Dask scheduler (tcp://host:port) for the walkers; default: a local cluster "
                             "sized to this machine")
-    group.add_argument("--segment", type=_positive_int, default=50_000,
+    group.add_argument("--segment", type=_positive_int, default=SEGMENT,
                        help="MD steps per Dask task; a lost worker costs at most one (default %(default)s)")
 
 

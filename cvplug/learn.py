@@ -31,7 +31,6 @@ round folder the same way. Small state files are written atomically.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -54,6 +53,7 @@ from .runs import claim, move_folder_aside, positive_int, read_json, system_iden
 from .selection import default_feature_specs, parse_features, phi_quadruplets, select_atoms, solute_atoms
 from .simulate import simulate
 from .trajectory import load_trajectory
+from .walkers import SEGMENT
 
 __all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "round_frames", "feature_specs", "resolve_features",
            "resolve_save_atoms"]
@@ -174,15 +174,15 @@ def _spread(values: np.ndarray, n: int, periodic) -> list[int]:
     return chosen
 
 
-def round_frames(round_dir, spec, walker: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The frames of one walker of a finished round [frames, saved atoms, 3] (nm, float32; the atoms of
+def round_frames(round_dir, spec) -> tuple[np.ndarray, np.ndarray]:
+    """One finished round's frames [frames, saved atoms, 3] (nm, float32; the atoms of
     :func:`cvplug.trajectory.saved_atoms`, all for toys) and their reweighting factors (sum 1), read from its
     folder (a learn run reads them only to resume)."""
     round_dir = Path(round_dir)
-    frames = _trajectory_frames(round_dir / walker_name("trajectory", walker), spec)
+    frames = _trajectory_frames(round_dir / "trajectory", spec)
     if not (round_dir / "metadynamics.json").exists():
         return frames, np.full(len(frames), 1.0 / len(frames))
-    return frames, _matched(round_dir, frames, reweighting_factors(round_dir, walker))
+    return frames, _matched(round_dir, frames, reweighting_factors(round_dir))
 
 
 class _Run:
@@ -197,7 +197,7 @@ class _Run:
         self.weights: list[np.ndarray] = []  # per trajectory; each round's sum to 1
         self.round_of: list[int] = []        # the round of each trajectory
         self.client = None                   # the Dask client of the walkers (settings.walkers > 1)
-        self.segment = 50_000                # MD steps per walker task
+        self.segment = SEGMENT               # MD steps per walker task
         self.on_progress: Optional[Callable] = None  # called with each WalkerProgress
         self.cv = None  # the CV learned after the last round run
         self.method(0, None)  # options and system checked before any MD runs
@@ -242,11 +242,12 @@ class _Run:
             self._append(k, frames, _matched(self.round_dir(k), frames, weights))
 
     def start_spec(self, k: int):
-        """A copy of the system (its own openmm.System) at the final state of round k − 1 (its checkpoint)."""
+        """The system at the final state of round k − 1 (its checkpoint); neither simulate nor run_metadynamics
+        changes its System."""
         positions = self.spec.positions
         if k > 0:
             positions = _state_positions(self.round_dir(k - 1) / "trajectory.state.xml")
-        return dataclasses.replace(self.spec, system=copy.deepcopy(self.spec.system), positions=np.array(positions))
+        return dataclasses.replace(self.spec, positions=np.array(positions))
 
     def inherited_hills(self, k: int, cv) -> Optional[tuple[np.ndarray, np.ndarray]]:
         """The hills of rounds 1 … k − 1, deposited again in order at ``cv``'s values of the frames where they were
@@ -312,7 +313,8 @@ class _Run:
             earlier = [f for f, r in zip(self.frames, self.round_of) if r < k]
             candidates = torch.cat([full_positions(f, None, self.spec) for f in earlier])
         else:
-            states = [self.round_dir(k - 1) / walker_name("trajectory.state.xml", w) for w in range(self.walkers(k - 1))]
+            states = [self.round_dir(k - 1) / walker_name("trajectory.state.xml", walker)
+                      for walker in range(self.walkers(k - 1))]
             candidates = torch.stack([torch.as_tensor(_state_positions(path), dtype=torch.float32) for path in states])
         with torch.no_grad():
             values = cv(candidates).double().numpy()
@@ -358,7 +360,7 @@ class LearnRun(_Run):
         return {"kind": "learn", "system": system_identity(self.spec), "settings": settings}
 
     def run(self, on_start: Optional[Callable[[], None]] = None, *, scheduler: Optional[str] = None,
-            segment: int = 50_000, on_progress: Optional[Callable] = None) -> list[dict]:
+            segment: int = SEGMENT, on_progress: Optional[Callable] = None) -> list[dict]:
         """Run the rounds not finished yet; returns one summary dict per round (:mod:`cvplug.report`). Afterwards
         ``frames``, ``weights`` (per trajectory: round 0's, then each walker's of each round) and ``cv`` (the
         last CV) hold the results in memory. ``on_start()`` is called once the run owns its folder, before it

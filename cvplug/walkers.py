@@ -4,8 +4,9 @@ Each walker is the ordinary resumable metadynamics run of :func:`cvplug.metad.ru
 index ``k`` in one shared output folder: it owns its files (``colvar.k.dat``, ``trajectory.k.*`` …) and reads
 the other walkers' hills every 10 depositions (``"hills"`` engine; every deposition with ``"openmm"``),
 PLUMED-style multiple walkers. Its steps are cut into *segments*: one Dask task runs walker k from its last
-checkpoint up to the end of segment j, and a segment ends in a checkpoint. A task lost with its worker is rerun by the scheduler from that walker's last checkpoint, and the run
-cuts back whatever was written after it, so nothing is lost or counted twice.
+checkpoint up to the end of segment j, and a segment ends in a checkpoint. A task lost with its worker is rerun by
+the scheduler from that walker's last checkpoint, and the run cuts back whatever was written after it, so nothing
+is lost or counted twice.
 
 The cluster is Dask distributed (https://distributed.dask.org): an embedded ``LocalCluster`` sized to the
 machine by default, or any running scheduler by address (``dask scheduler`` / ``dask worker``, or
@@ -25,6 +26,7 @@ from typing import Callable, Optional
 __all__ = ["ClusterError", "WalkerProgress", "open_client", "segment_targets", "run_walkers"]
 
 CONNECT_TIMEOUT = 10.0  # s, to reach a scheduler given by address
+SEGMENT = 50_000  # MD steps per task by default: a lost worker costs at most that much of one walker
 
 
 class ClusterError(ValueError):
@@ -142,9 +144,9 @@ def run_walkers(spec, cv_path, steps: int, out_dir, *, walkers: int, client, seg
     run = uuid.uuid4().hex[:8]
 
     def submit(walker: int, index: int):
+        start = None if starts is None else starts[walker]
         future = client.submit(_run_segment, spec_future, cv_path, targets[index], out_dir, walker, seed, options,
-                               None if starts is None else starts[walker], key=f"walker-{walker}-segment-{index}-{run}",
-                               retries=retries, pure=False)
+                               start, key=f"walker-{walker}-segment-{index}-{run}", retries=retries, pure=False)
         future.walker, future.index = walker, index
         return future
 
