@@ -243,14 +243,14 @@ def _systems(args) -> None:
 def _methods(args) -> None:
     import inspect
 
-    from .methods import NEEDS, available, get
+    from .methods import NEEDS, RUN_OPTIONS, available, get
 
     for name in sorted(available()):
         method = get(name)
         print(f"{name}: {method.summary}")
         print(f"    needs: {'; '.join(NEEDS[n] for n in method.needs)}")
         options = [f"{k}={'(required)' if v is inspect.Parameter.empty else v!r}"
-                   for k, v in method.options().items() if k not in ("seed", "work_dir", "progress")]
+                   for k, v in method.options().items() if k not in RUN_OPTIONS]
         print(f"    options (--option KEY=VALUE): {', '.join(options)}")
     if not available():
         print("no methods registered")

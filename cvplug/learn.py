@@ -55,7 +55,7 @@ from .simulate import simulate
 from .trajectory import load_trajectory
 from .walkers import SEGMENT
 
-__all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "round_frames", "feature_specs", "resolve_features",
+__all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "fit_method", "round_frames", "feature_specs", "resolve_features",
            "resolve_save_atoms"]
 
 
@@ -208,11 +208,34 @@ class _Run:
             self.phi = Dihedrals(quadruplets) if quadruplets else None
 
     def method(self, k: int, work_dir) -> methods.Method:
-        options = {"n_components": self.settings.n_components, **self.settings.method_options}
-        method = methods.create(self.settings.method, options, seed=self.settings.seed * 1000 + k,
+        method = methods.create(self.settings.method, self.method_options(), seed=self.settings.seed * 1000 + k,
                                 work_dir=work_dir, progress=self.progress)
         method.check(self.spec)
+        if self.settings.walkers == 1:
+            method.training_device()  # device=cuda without a GPU here is refused before any MD runs
         return method
+
+    def method_options(self) -> dict:
+        return {"n_components": self.settings.n_components, **self.settings.method_options}
+
+    def train(self, k: int):
+        """Train the method on all frames so far (round k's seed, checkpoints in ``round_<k>/train``): here, or
+        with a cluster as one Dask task, on a worker that declares a ``GPU`` resource where one does and the
+        method can train on CUDA. Returns the CV and where it trained (``train_device``, ``train_worker``)."""
+        run = dict(seed=self.settings.seed * 1000 + k, work_dir=str(self.round_dir(k) / "train"))
+        if self.client is None:
+            return fit_method(self.settings.method, self.method_options(), self.data(), progress=self.progress,
+                              **run)
+        from .walkers import gpu_resources
+
+        method = self.method(k, None)
+        resources = gpu_resources(self.client) if "cuda" in method.devices and method.device != "cpu" else None
+        if method.device == "cuda" and resources is None:
+            raise ValueError("device=cuda, but no worker of the Dask cluster declares a GPU; start GPU workers "
+                             "with `dask worker ADDRESS --resources GPU=1`, or set device=cpu")
+        future = self.client.submit(fit_method, self.settings.method, self.method_options(), self.data(),
+                                    progress=False, resources=resources, retries=3, pure=False, **run)
+        return future.result()
 
     def round_dir(self, k: int) -> Path:
         return self.out_dir / f"round_{k}"
@@ -389,11 +412,10 @@ class LearnRun(_Run):
                 for k in range(len(summaries), self.settings.rounds):
                     md_seconds = self.sample(k, cv)
                     start = time.perf_counter()
-                    method = self.method(k, self.round_dir(k) / "train").fit(self.data())
-                    cv = method.cv
+                    cv, placement = self.train(k)
                     cv.calibrate(self.data().sample_positions())
                     cv.export(self.round_dir(k) / "cv.pt")
-                    summary = self.summarise(k, cv, md_seconds, time.perf_counter() - start)
+                    summary = {**self.summarise(k, cv, md_seconds, time.perf_counter() - start), **placement}
                     write_json(self.round_dir(k) / "summary.json", summary)
                     summaries.append(summary)
                     write_json(state_file, summaries)
@@ -403,6 +425,20 @@ class LearnRun(_Run):
                     self.client = None
             self.cv = cv
         return summaries
+
+
+def fit_method(name: str, options: dict, data: TrainingData, **run) -> tuple:
+    """Fit method ``name`` (:func:`cvplug.methods.create` with ``options`` and the run options ``run``) on
+    ``data``; returns its CV (on the CPU) and where it trained: ``{"train_device": "cpu" or "cuda",
+    "train_worker": the Dask worker's address, or "local" outside a worker}``. A learn run's training task."""
+    from distributed import get_worker
+
+    method = methods.create(name, options, **run).fit(data)
+    try:
+        worker = get_worker().address
+    except ValueError:
+        worker = "local"
+    return method.cv, {"train_device": method.training_device(), "train_worker": worker}
 
 
 def prepare(spec, out_dir, settings: Optional[LearnSettings] = None, progress: bool = True,

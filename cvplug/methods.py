@@ -28,9 +28,10 @@ import tomllib
 from importlib.metadata import entry_points
 from typing import Any, Optional
 
-__all__ = ["Method", "NEEDS", "available", "get", "create", "register", "parse_option", "GROUP"]
+__all__ = ["Method", "NEEDS", "DEVICES", "RUN_OPTIONS", "available", "get", "create", "register", "parse_option", "GROUP"]
 
 GROUP = "cvplug.methods"
+RUN_OPTIONS = ("seed", "work_dir", "progress")  # set by the caller of a method, not by its user
 
 NEEDS = {
     "frames": "frames of the system (features computed by the core)",
@@ -39,33 +40,57 @@ NEEDS = {
     "system": "the system's force field, through the autograd bridge (no data needed)",
 }
 
+DEVICES = ("auto", "cpu", "cuda")
+"""Values of the ``device`` option: ``"auto"`` trains on CUDA where torch sees a GPU and the method can use one
+(:attr:`Method.devices`), on the CPU otherwise."""
+
 
 class Method:
-    """Base class of the estimators: ``Method(n_components, *, seed, work_dir, progress, **options)``.
+    """Base class of the estimators: ``Method(n_components, *, seed, work_dir, progress, device, **options)``.
 
     Parameters
     ----------
     n_components : number of CV components d.
-    seed : random seed; the same seed gives the same CV on the same machine.
+    seed : random seed; the same seed gives the same CV on the same machine and device.
     work_dir : folder for checkpoints (an interrupted fit resumes from it), or None.
     progress : show progress bars.
+    device : where to train, one of :data:`DEVICES`; ``"cuda"`` on a method that trains on the CPU only raises
+        ValueError. The CV is always returned on the CPU (it is exported and evaluated there).
 
     Notes
     -----
-    Subclasses set ``name``, ``summary`` (one line), ``needs`` (keys of :data:`NEEDS`) and implement
-    :meth:`fit`, which sets ``self.cv`` and ``self.model`` and returns ``self``.
+    Subclasses set ``name``, ``summary`` (one line), ``needs`` (keys of :data:`NEEDS`), ``devices`` (the torch
+    device types :meth:`fit` can train on; CPU only by default) and implement :meth:`fit`, which sets ``self.cv``
+    and ``self.model`` and returns ``self``.
     """
 
     name: str = ""
     summary: str = ""
     needs: tuple[str, ...] = ("frames",)
+    devices: tuple[str, ...] = ("cpu",)
 
-    def __init__(self, n_components: int = 2, *, seed: int = 0, work_dir=None, progress: bool = True):
+    def __init__(self, n_components: int = 2, *, seed: int = 0, work_dir=None, progress: bool = True,
+                 device: str = "auto"):
         if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
             raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        if device not in ("auto", *self.devices):
+            raise ValueError(f"method {self.name!r} trains on the CPU only; leave device out or set device=cpu")
         self.n_components, self.seed, self.work_dir, self.progress = n_components, int(seed), work_dir, progress
+        self.device = device
         self.cv = None
         self.model: Any = None
+
+    def training_device(self) -> str:
+        """The torch device :meth:`fit` trains on here: ``device`` resolved (``"auto"`` → ``"cuda"`` where torch
+        sees a GPU and the method can use it, else ``"cpu"``). ``"cuda"`` with no GPU visible raises ValueError."""
+        import torch
+
+        gpu = torch.cuda.is_available()
+        if self.device == "cuda" and not gpu:
+            raise ValueError("device=cuda, but torch sees no CUDA GPU here; set device=cpu or leave it out")
+        return "cuda" if self.device != "cpu" and gpu and "cuda" in self.devices else "cpu"
 
     @classmethod
     def options(cls) -> dict[str, Any]:
@@ -133,14 +158,14 @@ def get(name: str) -> type[Method]:
 
 
 def create(name: str, options: Optional[dict] = None, **run) -> Method:
-    """Build method ``name`` with user ``options``; ``run`` holds seed, work_dir, progress. An unknown option
+    """Build method ``name`` with user ``options``; ``run`` holds :data:`RUN_OPTIONS`. An unknown option
     raises ValueError naming it and listing the method's options."""
     method = get(name)
     options = dict(options or {})
     known = method.options()
     unknown = sorted(set(options) - set(known))
     if unknown:
-        listed = ", ".join(k for k in known if k not in ("seed", "work_dir", "progress"))
+        listed = ", ".join(k for k in known if k not in RUN_OPTIONS)
         raise ValueError(f"unknown option {', '.join(unknown)} for method {name!r}; its options: {listed}")
     return method(**options, **run)
 

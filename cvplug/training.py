@@ -45,6 +45,8 @@ class Checkpoint:
     def save(self, **items: Any) -> None:
         payload = {name: (item.state_dict() if hasattr(item, "state_dict") else item) for name, item in items.items()}
         payload["_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_initialized():
+            payload["_rng"]["cuda"] = torch.cuda.get_rng_state_all()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path, lambda handle: torch.save(payload, handle))
 
@@ -70,6 +72,8 @@ class Checkpoint:
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         return {k: v for k, v in payload.items() if k not in targets}
 
 

@@ -12,6 +12,9 @@ The cluster is Dask distributed (https://distributed.dask.org): an embedded ``Lo
 machine by default, or any running scheduler by address (``dask scheduler`` / ``dask worker``, or
 dask-jobqueue on SLURM/PBS/SGE). Workers must see the output folder at the same path (a shared filesystem).
 We write only the segment loop; scheduling, retries after a lost worker and the dashboard are Dask's.
+
+A learn run with walkers also trains each round's CV as one task on the cluster (:func:`cvplug.learn.fit_method`),
+on a worker that declares a ``GPU`` resource where one does (:func:`gpu_resources`).
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["ClusterError", "WalkerProgress", "open_client", "segment_targets", "run_walkers"]
+__all__ = ["ClusterError", "WalkerProgress", "open_client", "gpu_resources", "dashboard", "segment_targets",
+           "run_walkers"]
 
 CONNECT_TIMEOUT = 10.0  # s, to reach a scheduler given by address
 SEGMENT = 50_000  # MD steps per task by default: a lost worker costs at most that much of one walker
@@ -57,6 +61,13 @@ def open_client(scheduler: Optional[str] = None, walkers: int = 1, threads: int 
     workers = max(1, min(walkers, usable_cores() // max(1, threads)))
     return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                   silence_logs=logging.ERROR)
+
+
+def gpu_resources(client) -> Optional[dict]:
+    """``{"GPU": 1}`` (the resources a task asks for to run on a GPU worker) when a worker of ``client``'s cluster
+    declares a ``GPU`` resource (``dask worker ADDRESS --resources GPU=1``), else None."""
+    workers = client.scheduler_info()["workers"].values()
+    return {"GPU": 1} if any(w.get("resources", {}).get("GPU", 0) >= 1 for w in workers) else None
 
 
 def dashboard(client) -> Optional[str]:

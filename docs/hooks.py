@@ -31,7 +31,6 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
 REPRODUCTIONS = ROOT / "benchmarks" / "reproductions"
-RUN_OPTIONS = ("seed", "work_dir", "progress")  # set by the caller (learn), not method options
 _SOURCES: list[Path] = []
 _MODULES: list[str] = []  # the documented modules, listed once per build so nav and pages agree
 
@@ -203,7 +202,7 @@ def options_table(name: str) -> str:
     described = _documented_parameters(method)
     rows = ["| option | default | meaning |", "|---|---|---|"]
     for option, default in method.options().items():
-        if option in RUN_OPTIONS:
+        if option in methods.RUN_OPTIONS:
             continue
         shown = "required" if default is inspect.Parameter.empty else f"`{default!r}`"
         rows.append(f"| `{option}` | {shown} | {_cell(described.get(option, ''))} |")

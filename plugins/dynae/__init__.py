@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from cvplug.cv import CollectiveVariable
-from cvplug.methods import Method
+from cvplug.methods import RUN_OPTIONS, Method
 
 from .binning import BinSampler, assign, bin_probabilities, regular_space
 from .data import Pairs
@@ -34,9 +34,6 @@ from .trainer import MODELS, DynAEResult, Settings, train
 __all__ = ["DynAE", "fit", "train", "Settings", "DynAEResult", "Pairs", "MODELS", "Encoder", "LatentPrior",
            "sliced_wasserstein", "kl_to_standard_normal", "regular_space", "assign", "bin_probabilities",
            "BinSampler", "Observed", "ParabolicWarp"]
-
-_RUN = ("seed", "work_dir", "progress")
-
 
 def fit(data, n_components: int = 2, lag: int = 1, **options) -> CollectiveVariable:
     """Train on ``data`` (trajectory, list of trajectories, :class:`Pairs` or TrainingData) and return the CV.
@@ -50,14 +47,16 @@ class DynAE(Method):
     """DynAE as a cvplug method: trains on the data's lag pairs; ``model`` is the :class:`DynAEResult`
     (encoder, decoder, latent force field and diffusion, loss history). Options: the :class:`Settings` fields
     (model, beta, epochs, groups, batch, d_min, gamma, n_directions, learning_rate, hidden, prior_hidden).
-    Each fit trains afresh on all the data; ``work_dir`` holds the checkpoint, so an interrupted fit resumes."""
+    Each fit trains afresh on all the data; ``work_dir`` holds the checkpoint, so an interrupted fit resumes.
+    Trains on a CUDA GPU where one is visible (``device`` option)."""
 
     name = "dynae"
     summary = "dynamics-constrained autoencoder: latent with unit-diffusion Langevin dynamics (Wang et al. 2024)"
     needs = ("pairs",)
+    devices = ("cpu", "cuda")
 
     def __init__(self, n_components: int = 2, **options):
-        super().__init__(n_components, **{k: options.pop(k) for k in _RUN if k in options})
+        super().__init__(n_components, **{k: options.pop(k) for k in (*RUN_OPTIONS, "device") if k in options})
         Settings(n_components=n_components, **options).check()
         self.settings = options
 
@@ -70,7 +69,7 @@ class DynAE(Method):
     def fit(self, data) -> "DynAE":
         """Train on the lag pairs of ``data`` (a TrainingData); sets ``cv`` and ``model``; returns self."""
         result = train(data, self.n_components, data.lag, seed=self.seed, checkpoint=self.checkpoint("dynae.ckpt"),
-                       progress=self.progress, **self.settings)
+                       progress=self.progress, device=self.training_device(), **self.settings)
         result.cv.periodic_box = data.spec.periodic
         self.cv, self.model = result.cv, result
         return self

@@ -136,7 +136,7 @@ def _encode(encoder: Encoder, x: Tensor) -> Tensor:
 
 
 def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Feature] = None, seed: int = 0,
-          checkpoint=None, progress: bool = True, names: Optional[Sequence[str]] = None,
+          checkpoint=None, progress: bool = True, names: Optional[Sequence[str]] = None, device: str = "cpu",
           **settings) -> DynAEResult:
     """Train DynAE (or a baseline) on time-lagged pairs of ``data``; returns a :class:`DynAEResult`.
 
@@ -145,7 +145,9 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
     default to their natural coordinates). ``checkpoint``: a file path; an interrupted run started again with
     the same path continues after its last finished epoch (given more ``epochs``, it trains on). Other keywords
     are :class:`Settings` fields; ``result.settings.epochs`` is the number of epochs trained, also when
-    ``epochs=None`` chose it. The networks are tiny: ``torch.set_num_threads(1)`` is usually fastest.
+    ``epochs=None`` chose it. The networks are tiny: ``torch.set_num_threads(1)`` is usually fastest on a CPU.
+    ``device``: the torch device the networks train on ("cpu" or "cuda"); the random draws stay on the CPU, and
+    the returned networks and CV are on the CPU.
     """
     unknown = set(settings) - set(Settings.__dataclass_fields__)
     if unknown:
@@ -154,7 +156,7 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
     config.check()
     first, second, sample, features = lagged_pairs(data, lag, features)
     normalization = Normalization.fit(torch.cat([first, second]))
-    first, second = normalization(first).float(), normalization(second).float()
+    first, second = normalization(first).float().to(device), normalization(second).float().to(device)
     n_pairs = len(first)
     steps = max(1, math.ceil(n_pairs / (config.groups * config.batch)))
     if config.epochs is None:
@@ -164,6 +166,9 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
     encoder = Encoder(n_features, n_components, config.hidden, variational=config.model == "vae")
     decoder = mlp(n_components, list(config.hidden)[::-1], n_features)
     prior = LatentPrior(n_components, config.prior_hidden) if config.model == "dynae" else None
+    for module in (encoder, decoder, prior):
+        if module is not None:
+            module.to(device)
     representation = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=config.learning_rate)
     prior_optimizer = torch.optim.Adam(prior.parameters(), lr=config.learning_rate) if prior else None
     modules = dict(encoder=encoder, decoder=decoder, representation=representation)
@@ -198,6 +203,9 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
             store.save(**modules, history=history, seconds=seconds, cpu_seconds=cpu_seconds,
                        settings=asdict(config))
     bar.close()
+    for module in (encoder, decoder, prior):
+        if module is not None:
+            module.cpu()
 
     names = list(names) if names is not None else [f"z{i}" for i in range(n_components)]
     cv = CollectiveVariable(features, encoder.deterministic(), n_atoms=sample.shape[1],
@@ -222,7 +230,7 @@ def _sampler(encoder: Encoder, prior: Optional[LatentPrior], first: Tensor, epoc
     prior.standardise(z)
     if epoch == 0:
         return BinSampler(np.zeros(len(first), dtype=int))
-    z = z.double().numpy()
+    z = z.double().cpu().numpy()
     return BinSampler(assign(z, regular_space(z, config.d_min)), config.gamma)
 
 

@@ -1,4 +1,6 @@
 """Walkers as Dask tasks (cvplug.walkers): a lost worker costs one segment and loses or repeats nothing."""
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -75,22 +77,22 @@ def test_segments_bias_a_copy_and_leave_the_shared_spec_as_sent(tmp_path):
     assert rows(tmp_path / "out" / "colvar.dat") == 1 + 20  # header, then one line per 10 steps
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A Dask scheduler and two single-threaded workers (no nanny: the worker is the process) on 127.0.0.1."""
-    scheduler_file = tmp_path / "scheduler.json"
+@contextlib.contextmanager
+def dask_cluster(folder: Path, *worker_options: list[str]):
+    """A Dask scheduler and one single-threaded worker per entry of ``worker_options`` (extra `dask worker`
+    arguments; no nanny: the worker is the process) on 127.0.0.1; yields the address and the worker processes."""
+    scheduler_file = folder / "scheduler.json"
     env = dict(os.environ, DASK_DISTRIBUTED__WORKER__DAEMON="False")
-    logs = open(tmp_path / "dask.log", "w")
+    logs = open(folder / "dask.log", "w")
     scheduler = subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                                   "--scheduler-file", str(scheduler_file)], stdout=logs, stderr=logs, env=env)
     deadline = time.monotonic() + 60
     while not scheduler_file.exists():
-        assert time.monotonic() < deadline and scheduler.poll() is None, (tmp_path / "dask.log").read_text()
+        assert time.monotonic() < deadline and scheduler.poll() is None, (folder / "dask.log").read_text()
         time.sleep(0.2)
     workers = [subprocess.Popen([DASK, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
-                                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
-                                stdout=logs, stderr=logs, env=env) for _ in range(2)]
-    import json
+                                 "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", *options],
+                                stdout=logs, stderr=logs, env=env) for options in worker_options]
     address = json.loads(scheduler_file.read_text())["address"]
     try:
         yield address, workers
@@ -100,6 +102,20 @@ def cluster(tmp_path):
                 process.kill()
             process.wait()
         logs.close()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and two plain workers."""
+    with dask_cluster(tmp_path, [], []) as started:
+        yield started
+
+
+@pytest.fixture
+def gpu_cluster(tmp_path):
+    """A scheduler, a plain worker and one that declares a GPU (`--resources GPU=1`; none needs to exist)."""
+    with dask_cluster(tmp_path, [], ["--resources", "GPU=1"]) as started:
+        yield started
 
 
 @pytest.mark.slow
@@ -178,6 +194,7 @@ def test_learn_rounds_with_two_walkers_share_the_bias_and_resume(tmp_path, capsy
     assert len(inherited) == 2 * 20                                      # both walkers' round-1 hills
     summary = (out / "round_2" / "summary.json").read_text()
     assert '"frames": 200' in summary and '"sampled_ps": 4.0' in summary
+    assert '"train_worker": "tcp://' in summary and '"train_device": "cpu"' in summary  # a task on the cluster
 
     run = prepare("three-well", out, LearnSettings(method="tica", rounds=3, steps_per_round=2000, report_every=20,
                                                    n_components=1, platform="Reference", walkers=2))
@@ -188,3 +205,24 @@ def test_learn_rounds_with_two_walkers_share_the_bias_and_resume(tmp_path, capsy
     np.testing.assert_allclose(starts[0], run.frames[0][-1].reshape(-1, 3), atol=1e-6)  # round 0's last frame
     assert np.abs(starts[1] - starts[0]).max() > 0.5                                   # and one far from it
     assert main([*argv[:-6], "--walkers", "3", "--out", str(out)]) == 2                   # other walker counts
+
+
+def test_learn_trains_each_round_as_one_task_on_the_worker_that_declares_a_gpu(gpu_cluster, tmp_path):
+    """With walkers, each round's training is a Dask task; a method that can train on CUDA asks for the GPU
+    resource, so the scheduler places it on the worker that declares one (whose torch then picks its device)."""
+    from distributed import Client
+
+    from cvplug.learn import LearnSettings, prepare
+    from cvplug.walkers import gpu_resources
+
+    address, _ = gpu_cluster
+    with Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+        gpu = [a for a, w in client.scheduler_info()["workers"].items() if w["resources"].get("GPU")]
+        assert gpu_resources(client) == {"GPU": 1} and len(gpu) == 1
+    settings = LearnSettings(method="dynae", rounds=2, steps_per_round=1000, report_every=20, n_components=1,
+                             platform="Reference", walkers=2, method_options={"epochs": 2, "min_steps": 1})
+    summaries = prepare("three-well", tmp_path / "learn", settings, progress=False).run(scheduler=address,
+                                                                                        segment=1000)
+    assert [s["train_worker"] for s in summaries] == gpu * 2
+    assert {s["train_device"] for s in summaries} == {"cuda" if torch.cuda.is_available() else "cpu"}

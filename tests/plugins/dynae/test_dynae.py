@@ -197,6 +197,35 @@ def test_the_registry_fit_gives_a_cv_that_exports_bit_identically(three_well, tm
     assert len(loaded.metadata["info"]["bias_range"]) == 2
 
 
+def test_the_device_option_is_checked_where_it_enters_and_resolved_on_this_machine():
+    from cvplug.methods import create
+
+    with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda, got 'gpu'"):
+        create("dynae", {"device": "gpu"})
+    with pytest.raises(ValueError, match="method 'tica' trains on the CPU only"):
+        create("tica", {"device": "cuda"})
+    gpu = torch.cuda.is_available()
+    assert create("dynae").training_device() == ("cuda" if gpu else "cpu")
+    assert create("dynae", {"device": "cpu"}).training_device() == "cpu"
+    assert create("tica").training_device() == "cpu"
+    if not gpu:
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU here"):
+            create("dynae", {"device": "cuda"}).training_device()
+
+
+def test_a_cuda_run_is_refused_before_any_md_where_there_is_no_gpu(tmp_path):
+    from cvplug.learn import LearnSettings, prepare
+
+    settings = LearnSettings(method="dynae", method_options={"device": "cuda"}, steps_per_round=100,
+                             report_every=10, frequency=10)
+    if torch.cuda.is_available():
+        assert prepare("three-well", tmp_path / "run", settings, progress=False).settings is settings
+    else:
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            prepare("three-well", tmp_path / "run", settings, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(model="pca"), "model must be one of"),
     (dict(lag=0), "lag must be a positive"),
