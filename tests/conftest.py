@@ -8,8 +8,10 @@ import pytest
 from cvplug import systems
 
 RKL_DOUBLE_WELL = Path(__file__).resolve().parents[1] / "benchmarks" / "reproductions" / "rkl" / "double_well.py"
-# The longest files (the reverse-KL double well, 400-600 s on one core; the FES checks), run first: pytest-xdist
-# (--dist loadfile) hands out files in collection order, and one of these started last held make test up by minutes.
+# The longest files (the reverse-KL double well, 400-600 s on one core; the FES checks), run first. pytest-xdist
+# (--dist loadfile) hands out files in collection order only with --no-loadscope-reorder (the Makefile's); by
+# default it sorts them by their number of tests, which started the reverse-KL file after 345 s of others and
+# left the other core idle for its last 5 minutes.
 LONGEST_FIRST = ("tests/plugins/rkl/test_rkl_slow.py", "tests/metad/test_run.py")
 
 

@@ -11,6 +11,7 @@ component's range the grid answers None and the caller sums the hills.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -23,16 +24,21 @@ def derivative_subsets(d: int) -> np.ndarray:
     return np.array(list(itertools.product([False, True], repeat=d)))[:, ::-1]
 
 
-# Cubic Hermite basis h00, h10, h01, h11 on [0, 1] as coefficients of (1, t, t², t³), and their t-derivatives
-_BASIS = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [-3, -2, 3, -1], [2, 1, -2, 1]], dtype=float)
-_SLOPE = np.vstack([_BASIS[1:] * np.arange(1, 4)[:, None], np.zeros((1, 4))])
-_POWERS = np.arange(4)
+def _hermite(t: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The cubic Hermite basis on [0, 1] at ``t`` — h00, h10, h01, h11: (value, slope) at the lower node, then at
+    the upper one — and its t-derivative."""
+    t2 = t * t
+    t3 = t2 * t
+    return ((1 - 3 * t2 + 2 * t3, t - 2 * t2 + t3, 3 * t2 - 2 * t3, t3 - t2),
+            (6 * t2 - 6 * t, 1 - 4 * t + 3 * t2, 6 * t - 6 * t2, 3 * t2 - 2 * t))
 
 
-def _hermite(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hermite basis at t [d], indexed [k, corner, derivative order], and its t-derivative."""
-    powers = t[:, None] ** _POWERS
-    return (powers @ _BASIS).reshape(-1, 2, 2), (powers @ _SLOPE).reshape(-1, 2, 2)
+def _contract(coefficients: list[float], vectors: list[tuple[float, ...]]) -> float:
+    """The full contraction of a tensor [4]^d (C order, flattened) with one 4-vector per axis."""
+    for v0, v1, v2, v3 in reversed(vectors):
+        coefficients = [coefficients[i] * v0 + coefficients[i + 1] * v1 + coefficients[i + 2] * v2
+                        + coefficients[i + 3] * v3 for i in range(0, len(coefficients), 4)]
+    return coefficients[0]
 
 
 class HillsGrid:
@@ -60,17 +66,18 @@ class HillsGrid:
         self.table = np.zeros((int(np.prod(shape)), len(self.subsets)))
         self.nodes = self.lower + np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"),
                                            axis=-1).reshape(-1, d) * self.spacing
-        # one interpolation term per (corner of the cell, derivative subset): bits [terms, d] each
-        terms = list(itertools.product(range(2 ** d), range(len(self.subsets))))
-        corners = np.array(list(itertools.product([0, 1], repeat=d)))
-        self.term_corner = corners[[c for c, _ in terms]]
-        self.term_order = self.subsets[[s for _, s in terms]].astype(int)
-        self.term_column = np.array([s for _, s in terms])
         # a derivative ∂/∂s_k on the table is d/dt_k / spacing_k: scale columns so the basis works in t units
         self.column_scale = np.prod(np.where(self.subsets, self.spacing, 1.0), axis=1)
         self.strides = np.array([int(np.prod(shape[k + 1:])) for k in range(d)])
-        self.dims = np.arange(d)
-        self.one_hot = np.eye(d, dtype=bool)[:, None, :]                    # [k, 1, d]
+        # the interpolant's 4^d terms, one per (node, derivative order) along each axis, in the C order of the
+        # tensor [4]^d that _contract takes: per term the node of the cell (0 lower, 1 upper) along each axis and
+        # the table column of its derivative subset
+        terms = list(itertools.product(range(2), range(2), repeat=d))
+        columns = [tuple(row) for row in self.subsets.astype(int).tolist()]
+        self._term_nodes = [term[0::2] for term in terms]
+        self._term_columns = np.array([columns.index(term[1::2]) for term in terms])
+        self._axes = list(zip(self.lower.tolist(), self.spacing.tolist(), self.shape.tolist(),
+                              self.periodic.tolist(), self.strides.tolist()))
 
     @property
     def size(self) -> int:
@@ -86,19 +93,25 @@ class HillsGrid:
         self.table[:] = 0.0
 
     def __call__(self, s: np.ndarray) -> Optional[tuple[float, np.ndarray]]:
-        """Interpolated V (kJ/mol) and dV/ds at ``s`` [d], or None outside the grid."""
-        position = (s - self.lower) / self.spacing
-        cell = np.floor(position)
-        t = position - cell
-        cell = cell.astype(int)
-        if (~self.periodic & ((cell < 0) | (cell >= self.shape - 1))).any():
-            return None
-        corner = cell + self.term_corner
-        corner[:, self.periodic] %= self.shape[self.periodic]
-        coefficients = self.table[corner @ self.strides, self.term_column]
-        basis, slope = _hermite(t)
-        value = basis[self.dims, self.term_corner, self.term_order]          # [terms, d]
-        slope = slope[self.dims, self.term_corner, self.term_order]
-        # ∂/∂t_k of the product over components: the k-th factor replaced by its slope
-        gradient = np.where(self.one_hot, slope, value).prod(axis=-1) @ coefficients
-        return float(value.prod(axis=1) @ coefficients), gradient / self.spacing
+        """Interpolated V (kJ/mol) and dV/ds at ``s`` [d], or None outside the grid.
+
+        Evaluated on Python floats: called once per bias step with one point, where NumPy's per-call overhead
+        would cost more than the arithmetic (12 µs a call in 1D here, against 37 µs vectorised)."""
+        rows, values, slopes = [], [], []   # per axis: the table rows of the cell's two nodes, basis and slope
+        for x, (lower, spacing, n, periodic, stride) in zip(s.tolist(), self._axes):
+            position = (x - lower) / spacing
+            cell = math.floor(position)
+            if periodic:
+                rows.append(((cell % n) * stride, ((cell + 1) % n) * stride))
+            elif 0 <= cell < n - 1:
+                rows.append((cell * stride, (cell + 1) * stride))
+            else:
+                return None
+            value, slope = _hermite(position - cell)
+            values.append(value)
+            slopes.append(slope)
+        term_rows = [sum(pair[node] for pair, node in zip(rows, nodes)) for nodes in self._term_nodes]
+        coefficients = self.table[term_rows, self._term_columns].tolist()
+        # ∂/∂t_k: the k-th axis's basis replaced by its slope
+        gradient = [_contract(coefficients, [*values[:k], slopes[k], *values[k + 1:]]) for k in range(len(values))]
+        return _contract(coefficients, values), np.array(gradient) / self.spacing
