@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ def open_client(scheduler: Optional[str] = None, walkers: int = 1, threads: int 
 
     if scheduler:
         try:
+            _probe(scheduler)
             with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT:g}s"}):
                 return Client(scheduler, timeout=f"{CONNECT_TIMEOUT:g}s")
         except (OSError, TimeoutError, ValueError) as error:
@@ -61,6 +63,16 @@ def open_client(scheduler: Optional[str] = None, walkers: int = 1, threads: int 
     workers = max(1, min(walkers, usable_cores() // max(1, threads)))
     return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                   silence_logs=logging.ERROR)
+
+
+def _probe(address: str) -> None:
+    """Open and close a TCP connection to a ``tcp://`` or ``tls://`` scheduler address (OSError if none within
+    :data:`CONNECT_TIMEOUT`): a refused port fails at once, where Dask's client retries until its timeout."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    protocol, location = parse_address(address)
+    if protocol in ("tcp", "tls"):
+        socket.create_connection(parse_host_port(location), timeout=CONNECT_TIMEOUT).close()
 
 
 def gpu_resources(client) -> Optional[dict]:
