@@ -226,16 +226,22 @@ class _Run:
         if self.client is None:
             return fit_method(self.settings.method, self.method_options(), self.data(), progress=self.progress,
                               **run)
+        future = self.client.submit(fit_method, self.settings.method, self.method_options(), self.data(),
+                                    progress=False, resources=self.training_resources(), retries=3, pure=False,
+                                    **run)
+        return future.result()
+
+    def training_resources(self) -> Optional[dict]:
+        """The Dask resources the training task asks for: a GPU where a worker of the cluster declares one and the
+        method can train on CUDA (device not "cpu"). ``device=cuda`` with no such worker raises ValueError."""
         from .walkers import gpu_resources
 
-        method = self.method(k, None)
+        method = self.method(0, None)
         resources = gpu_resources(self.client) if "cuda" in method.devices and method.device != "cpu" else None
         if method.device == "cuda" and resources is None:
             raise ValueError("device=cuda, but no worker of the Dask cluster declares a GPU; start GPU workers "
                              "with `dask worker ADDRESS --resources GPU=1`, or set device=cpu")
-        future = self.client.submit(fit_method, self.settings.method, self.method_options(), self.data(),
-                                    progress=False, resources=resources, retries=3, pure=False, **run)
-        return future.result()
+        return resources
 
     def round_dir(self, k: int) -> Path:
         return self.out_dir / f"round_{k}"
@@ -409,6 +415,8 @@ class LearnRun(_Run):
 
                 self.client = open_client(scheduler, self.settings.walkers)
             try:
+                if self.client is not None:
+                    self.training_resources()  # device=cuda without a GPU worker is refused before any MD
                 for k in range(len(summaries), self.settings.rounds):
                     md_seconds = self.sample(k, cv)
                     start = time.perf_counter()

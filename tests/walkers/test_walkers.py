@@ -226,3 +226,14 @@ def test_learn_trains_each_round_as_one_task_on_the_worker_that_declares_a_gpu(g
                                                                                         segment=1000)
     assert [s["train_worker"] for s in summaries] == gpu * 2
     assert {s["train_device"] for s in summaries} == {"cuda" if torch.cuda.is_available() else "cpu"}
+
+
+def test_cuda_training_without_a_gpu_worker_is_refused_before_any_md(tmp_path):
+    from cvplug.learn import LearnSettings, prepare
+
+    settings = LearnSettings(method="dynae", rounds=2, steps_per_round=1000, report_every=20, n_components=1,
+                             platform="Reference", walkers=2, method_options={"device": "cuda"})
+    run = prepare("three-well", tmp_path / "learn", settings, progress=False)
+    with pytest.raises(ValueError, match="no worker of the Dask cluster declares a GPU"):
+        run.run()
+    assert not (tmp_path / "learn" / "round_0" / "trajectory.npz").exists() and run.client is None
