@@ -55,8 +55,8 @@ from .simulate import simulate
 from .trajectory import load_trajectory
 from .walkers import SEGMENT
 
-__all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "fit_method", "round_frames", "feature_specs", "resolve_features",
-           "resolve_save_atoms"]
+__all__ = ["LearnSettings", "LearnRun", "learn", "prepare", "fit_method", "round_frames", "feature_specs",
+           "resolve_features", "resolve_save_atoms"]
 
 
 @dataclass(init=False)

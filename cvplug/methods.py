@@ -28,10 +28,12 @@ import tomllib
 from importlib.metadata import entry_points
 from typing import Any, Optional
 
-__all__ = ["Method", "NEEDS", "DEVICES", "RUN_OPTIONS", "available", "get", "create", "register", "parse_option", "GROUP"]
+__all__ = ["Method", "NEEDS", "DEVICES", "RUN_OPTIONS", "BASE_OPTIONS", "available", "get", "create", "register",
+           "parse_option", "GROUP"]
 
 GROUP = "cvplug.methods"
 RUN_OPTIONS = ("seed", "work_dir", "progress")  # set by the caller of a method, not by its user
+BASE_OPTIONS = (*RUN_OPTIONS, "device")  # what Method.__init__ takes besides n_components: a subclass passes them on
 
 NEEDS = {
     "frames": "frames of the system (features computed by the core)",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from cvplug.cv import CollectiveVariable
-from cvplug.methods import RUN_OPTIONS, Method
+from cvplug.methods import BASE_OPTIONS, Method
 
 from .binning import BinSampler, assign, bin_probabilities, regular_space
 from .data import Pairs
@@ -56,7 +56,7 @@ class DynAE(Method):
     devices = ("cpu", "cuda")
 
     def __init__(self, n_components: int = 2, **options):
-        super().__init__(n_components, **{k: options.pop(k) for k in (*RUN_OPTIONS, "device") if k in options})
+        super().__init__(n_components, **{k: options.pop(k) for k in BASE_OPTIONS if k in options})
         Settings(n_components=n_components, **options).check()
         self.settings = options
 

@@ -166,9 +166,9 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
     encoder = Encoder(n_features, n_components, config.hidden, variational=config.model == "vae")
     decoder = mlp(n_components, list(config.hidden)[::-1], n_features)
     prior = LatentPrior(n_components, config.prior_hidden) if config.model == "dynae" else None
-    for module in (encoder, decoder, prior):
-        if module is not None:
-            module.to(device)
+    networks = [module for module in (encoder, decoder, prior) if module is not None]
+    for module in networks:
+        module.to(device)
     representation = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=config.learning_rate)
     prior_optimizer = torch.optim.Adam(prior.parameters(), lr=config.learning_rate) if prior else None
     modules = dict(encoder=encoder, decoder=decoder, representation=representation)
@@ -203,9 +203,8 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
             store.save(**modules, history=history, seconds=seconds, cpu_seconds=cpu_seconds,
                        settings=asdict(config))
     bar.close()
-    for module in (encoder, decoder, prior):
-        if module is not None:
-            module.cpu()
+    for module in networks:
+        module.cpu()
 
     names = list(names) if names is not None else [f"z{i}" for i in range(n_components)]
     cv = CollectiveVariable(features, encoder.deterministic(), n_atoms=sample.shape[1],

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from cvplug.cv import CollectiveVariable
-from cvplug.methods import RUN_OPTIONS, Method
+from cvplug.methods import BASE_OPTIONS, Method
 from cvplug.systems import resolve
 from cvplug.training import seed_everything
 
@@ -131,7 +131,7 @@ class ReverseKL(Method):
                  frame: Optional[Sequence[int]] = None, threads: int = 1, hidden: Sequence[int] = (64, 64),
                  init_std: Optional[float] = None, init_gain: float = 0.1, input_gain: float = 1.0,
                  mixture: int = 0, start: float = AdaptiveTempering.start, **options):
-        run = {k: options.pop(k) for k in (*RUN_OPTIONS, "device") if k in options}
+        run = {k: options.pop(k) for k in BASE_OPTIONS if k in options}
         super().__init__(n_components, **run)
         unknown = sorted(set(options) - set(_TRAINING))
         if unknown:
