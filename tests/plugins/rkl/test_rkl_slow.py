@@ -1,8 +1,8 @@
 """Scientific checks of reverse-KL coarse-graining (Schöberl et al.) on the double well.
 
 benchmarks/reproductions/rkl/double_well.py runs the same training for seeds 0, 1, 2 and prints the table. The
-last test checks why the tightened bound keeps the minor mode: its optimum sits at the exact weight, the paper's
-sits below.
+last test checks why the tightened bound keeps the minor mode of the paper's N(0, 1) prior: its optimum sits at
+the exact weight, the paper's bound's below.
 """
 import pytest
 import torch
@@ -13,27 +13,20 @@ from cvplug.plugins.rkl import CoarseGrainedModel, ToyTarget, reverse_kl
 pytestmark = pytest.mark.slow
 
 
-def test_double_well_seed_0_keeps_the_minor_mode_at_half_beta_and_orders_x1(rkl_double_well, one_thread):
-    """Seed 0 with the double-well defaults on one torch thread. Asserted: at the β = 0.5 milestone the x1 > 0
-    weight within 0.03 of exact (0.091); at β = 1 the means of x1 and x2 and the std of x2 within 0.1 of exact,
-    |Spearman ρ(μφ(x), x1)| ≥ 0.95 on exact samples and KL(q ‖ p) below 0.05 nats (seeds 0-2 gave 0.004-0.023).
-
-    Not asserted, because seed 0 misses it: the issue's β = 1 criteria on the minor mode. A clean clone gives an
-    x1 > 0 weight of 0.0023 (exact 0.0083, ×2 allowed) and std x1 0.366 (exact 0.522, ± 0.1 allowed); an earlier
-    measurement on this machine type gave 0.0069 and 0.487. The jump of the decoder between the wells random-walks
-    at β = 1, so floating-point order decides how much weight it leaves (benchmarks/reproductions/rkl/README.md)."""
+def test_double_well_seed_0_meets_every_criterion_with_the_defaults(rkl_double_well, one_thread):
+    """Seed 0 with the double-well defaults (two-component prior) on one torch thread meets the issue's whole
+    acceptance (``double_well.failures``): at β = 1 the means and standard deviations of x1 and x2 within 0.1 of
+    exact and the x1 > 0 weight within a factor of 2 (exact 0.0083), at β = 0.5 that weight within 0.03 (exact
+    0.091), |Spearman ρ(μφ(x), x1)| ≥ 0.95 on exact samples; and KL(q ‖ p) at β = 1 below 0.01 nats (seeds 0-2
+    gave 0.0018-0.0030; with the paper's N(0, 1) prior 0.004-0.023)."""
     spec = systems.load("double-well")
     fitted = rkl_double_well.fit(spec, seed=0, progress=False)
     numbers = rkl_double_well.report(fitted.model, fitted.result.snapshots, spec.toy.u)
-    model, exact = numbers["model"], numbers["exact"]
     print(numbers)
-    assert exact["weight_x1_pos"] == pytest.approx(0.0083, abs=1e-4)
+    assert numbers["exact"]["weight_x1_pos"] == pytest.approx(0.0083, abs=1e-4)
     assert numbers["exact_half_beta_weight"] == pytest.approx(0.0908, abs=1e-4)
-    assert numbers["model_half_beta_weight"] == pytest.approx(numbers["exact_half_beta_weight"], abs=0.03)
-    for key in ("mean_x1", "mean_x2", "std_x2"):
-        assert model[key] == pytest.approx(exact[key], abs=0.1), key
-    assert numbers["rank_correlation"] >= 0.95
-    assert numbers["kl"] < 0.05
+    assert rkl_double_well.failures(numbers) == []
+    assert numbers["kl"] < 0.01
 
 
 class _JumpDecoder(torch.nn.Module):
