@@ -237,7 +237,7 @@ def _systems(args) -> None:
     from cvplug import systems
 
     for name in systems.names():
-        print(f"{name:18s} {systems.load(name).description}")
+        print(f"{name:18s} {systems.describe(name)}")
 
 
 def _methods(args) -> None:

@@ -65,6 +65,20 @@ def test_load_returns_a_fresh_system_each_time():
     assert b.system.getNumForces() == a.system.getNumForces() - 1
 
 
+def test_describe_answers_from_the_registration_without_building(monkeypatch):
+    """A description given at registration is returned without calling the factory; otherwise the built
+    system's description."""
+    def never(**options):
+        raise AssertionError("built")
+
+    monkeypatch.setattr(systems, "_REGISTRY", {**systems._REGISTRY})
+    monkeypatch.setattr(systems, "_DESCRIPTIONS", {**systems._DESCRIPTIONS})
+    systems.register("slow-to-build", never, "a system that takes long to build")
+    assert systems.describe("slow-to-build") == "a system that takes long to build"
+    assert systems.describe("double-well") == systems.load("double-well").description != ""
+    assert "11,034 atoms" in systems.describe("trpzip2-explicit")
+
+
 def test_unknown_system_name_lists_choices():
     with pytest.raises(ValueError, match="ala2-implicit"):
         systems.load("ala3")

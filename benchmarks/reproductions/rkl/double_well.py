@@ -128,7 +128,8 @@ def posterior_mean(model: CoarseGrainedModel, x: np.ndarray, latent_nodes: int =
     out = np.empty(len(x))
     for start in range(0, len(x), 1000):
         chunk = np.asarray(x[start:start + 1000], dtype=float)
-        log_joint = norm.logpdf(chunk[None], mean[:, None], std).sum(-1) + np.log(prior)[:, None]   # [nodes, n]
+        scaled = (chunk[None] - mean[:, None]) / std                                    # [nodes, n, 2]
+        log_joint = np.log(prior)[:, None] - 0.5 * (scaled ** 2).sum(-1)   # log q(z, x) + const (it cancels)
         weights = np.exp(log_joint - log_joint.max(0))
         out[start:start + 1000] = z @ weights / weights.sum(0)
     return out
