@@ -20,11 +20,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/cvplug demo --out demo-output
 
+# test: the reverse-KL file (one test, ≈ 10 minutes beside the rest) starts first on one core and the rest
+# shares the other. test-fast: many short tests, which worksteal balances (124-127 s against 135 s with loadfile).
 test: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
-# test: the reverse-KL file (one test of ≈ 7 minutes) starts first on one core and the rest shares the other.
-# test-fast: many short tests, which worksteal balances (124-127 s against 135 s with loadfile, same checkout).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
 
