@@ -62,6 +62,9 @@ for _name in TOY_POTENTIALS:
     register(_name, lambda _n=_name, **kw: toy.make_spec(_n, **kw))
 
 
+_TRPZIP2 = "tryptophan zipper 2 (12 residues) in TIP3P water, 11,034 atoms, old-format prmtop"
+
+
 def _trpzip2(**options) -> SystemSpec:
     """Tryptophan zipper 2 in TIP3P water from the shipped old-format prmtop + crd (not minimised)."""
     folder = resources.files("cvplug.systems") / "data" / "trpzip2-explicit"
@@ -70,5 +73,4 @@ def _trpzip2(**options) -> SystemSpec:
     return spec
 
 
-_TRPZIP2 = "tryptophan zipper 2 (12 residues) in TIP3P water, 11,034 atoms, old-format prmtop"
 register("trpzip2-explicit", _trpzip2, _TRPZIP2)   # ParmEd reads its prmtop in ≈ 4 s

@@ -42,8 +42,8 @@ Its weights π set the wells' shares directly, and every step draws half its sam
 minor well is fitted on 128 samples a step. With the N(0, 1) prior the share is where the decoder jumps between
 the wells, which only the few samples near the jump move: it random-walks, and over seeds and machines the β = 1
 minor weight came out 0.3–2.9 × exact (README). The tighter bound (``extra_latents``) puts the bound's optimum at
-the exact weight; the learning rate decays within each stage (``stage_lr_floor``); κ = 10 instead of the paper's
-3, which shrinks exactly the large gradients of the samples near the jump."""
+the exact weight; the learning rate decays within each stage (``stage_lr_floor``); κ = 10, because the paper's
+κ = 3 shrinks exactly the large gradients of the samples near the jump."""
 MAX_STEP = 0.025
 """Δβ_max of the double-well runs: the minor weight falls ≈ 12 % per 0.025 of β near β = 1, a step the jump can
 follow; with the default 0.1 (≈ 40 %) it often overshoots into the tail and the mode is lost (README)."""
