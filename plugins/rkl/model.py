@@ -2,7 +2,8 @@
 
 * q(z) = N(0, I) over ``n_components`` coarse-grained variables z (the paper's prior), or, as an option of ours,
   a learned Gaussian mixture :class:`MixturePrior`, whose weights set the share of each mode of q(x) directly;
-* q(x | z) = N(μθ(z), diag σθ²): an MLP mean and one learned standard deviation per fine-grained coordinate;
+* q(x | z) = N(μθ(z), diag σθ²): an MLP mean and one learned standard deviation per fine-grained coordinate; or,
+  as a further option of ours, one decoder and one σθ per mixture component (:class:`MixtureDecoderModel`);
 * r(z | x) = N(μφ(x), diag σφ²(x)): an MLP encoder; its mean μφ is the collective variable.
 
 Coordinates x are the model coordinates of a :mod:`target <cvplug.plugins.rkl.targets>` (nm for molecules).
@@ -14,17 +15,26 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from cvplug.nn import EncoderMean, mlp
 
-__all__ = ["Samples", "MixturePrior", "CoarseGrainedModel"]
+__all__ = ["Samples", "MixturePrior", "CoarseGrainedModel", "MixtureDecoderModel"]
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVATION = nn.Tanh
+
+
+def _scale_initial_weights(decoder: nn.Sequential, init_gain: float, input_gain: float) -> None:
+    """Multiply a fresh decoder's output weights by ``init_gain`` and its input weights by ``input_gain``; zero
+    its output bias (see :class:`CoarseGrainedModel`)."""
+    with torch.no_grad():
+        decoder[-1].weight.mul_(init_gain)
+        decoder[0].weight.mul_(input_gain)
+        decoder[-1].bias.zero_()
 
 
 def gaussian_log_density(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
@@ -34,11 +44,13 @@ def gaussian_log_density(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
 
 class Samples(NamedTuple):
     """Draws of q(x, z): latent z [B, d], coordinates x [B, D] and the standard normal noise eps [B, D] with
-    x = μθ(z) + σθ ⊙ eps."""
+    x = μθ(z) + σθ ⊙ eps; ``component`` [B]: the mixture component each z was drawn from (None without a
+    mixture prior)."""
 
     z: Tensor
     x: Tensor
     eps: Tensor
+    component: Optional[Tensor] = None
 
 
 class MixturePrior(nn.Module):
@@ -79,23 +91,29 @@ class MixturePrior(nn.Module):
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log q(z) [B]."""
-        per_component = gaussian_log_density(z[:, None], self.means.to(z.dtype), self.log_std.to(z.dtype))
-        return torch.logsumexp(per_component + torch.log_softmax(self.logits, 0).to(z.dtype), 1)
+        return torch.logsumexp(self.log_component_densities(z), 1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, dtype=None) -> Tensor:
-        """n draws z [n, d] (component by π, not differentiable in π)."""
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=None) -> tuple[Tensor, Tensor]:
+        """n draws z [n, d] and the component [n] each came from (chosen by π, not differentiable in π)."""
         component = torch.multinomial(self.weights().detach(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=dtype or self.means.dtype)
-        return (self.means[component] + torch.exp(self.log_std[component]) * eps).to(eps.dtype)
+        return (self.means[component] + torch.exp(self.log_std[component]) * eps).to(eps.dtype), component
 
-    def stratified(self, n: int, dtype=None) -> tuple[Tensor, Tensor]:
-        """z [n, d] with n / K draws from each component (n rounded down to a multiple of K) and per-sample weights
-        K π_k [n], so that mean(weights · f(z)) is an unbiased, π-differentiable estimate of E_q(z) f."""
+    def stratified(self, n: int, dtype=None) -> tuple[Tensor, Tensor, Tensor]:
+        """z [n, d] with n / K draws from each component (n rounded down to a multiple of K), per-sample weights
+        K π_k [n], so that mean(weights · f(z)) is an unbiased, π-differentiable estimate of E_q(z) f, and the
+        component of each draw [n]."""
         k = self.means.shape[0]
         per = max(n // k, 1)
         eps = torch.randn(k, per, self.means.shape[1], dtype=dtype or self.means.dtype)
         z = (self.means[:, None] + torch.exp(self.log_std)[:, None] * eps).reshape(k * per, -1).to(eps.dtype)
-        return z, (k * self.weights()).repeat_interleave(per).to(eps.dtype)
+        component = torch.arange(k).repeat_interleave(per)
+        return z, (k * self.weights()).repeat_interleave(per).to(eps.dtype), component
+
+    def log_component_densities(self, z: Tensor) -> Tensor:
+        """log π_k + log N(z; m_k, diag s_k²) [B, K]."""
+        per_component = gaussian_log_density(z[:, None], self.means.to(z.dtype), self.log_std.to(z.dtype))
+        return per_component + torch.log_softmax(self.logits, 0).to(z.dtype)
 
 
 class CoarseGrainedModel(nn.Module):
@@ -134,10 +152,7 @@ class CoarseGrainedModel(nn.Module):
         self.log_std = nn.Parameter(torch.full((data_dim,), math.log(init_std)))
         self.encoder = mlp(data_dim, hidden, 2 * n_components, ACTIVATION)
         self.prior = MixturePrior(n_components, mixture) if mixture > 0 else None
-        with torch.no_grad():
-            self.decoder[-1].weight.mul_(init_gain)
-            self.decoder[0].weight.mul_(input_gain)
-            self.decoder[-1].bias.zero_()
+        _scale_initial_weights(self.decoder, init_gain, input_gain)
 
     def decode(self, z: Tensor) -> Tensor:
         """μθ(z) [B, D]."""
@@ -152,9 +167,8 @@ class CoarseGrainedModel(nn.Module):
         """n draws of q(x, z), reparametrised (differentiable in θ)."""
         if self.prior is None:
             z = torch.randn(n, self.n_components, generator=generator, dtype=self.offset.dtype)
-        else:
-            z = self.prior.sample(n, generator, self.offset.dtype)
-        return self._complete(z, generator)
+            return self._complete(z, None, generator)
+        return self._complete(*self.prior.sample(n, generator, self.offset.dtype), generator)
 
     def training_sample(self, n: int) -> tuple[Samples, Tensor | None]:
         """Draws for training objectives and their per-sample weights: plain draws and None with the N(0, I)
@@ -162,12 +176,18 @@ class CoarseGrainedModel(nn.Module):
         (:meth:`MixturePrior.stratified`), so that objectives are differentiable in π."""
         if self.prior is None:
             return self.sample(n), None
-        z, weights = self.prior.stratified(n, self.offset.dtype)
-        return self._complete(z), weights
+        z, weights, component = self.prior.stratified(n, self.offset.dtype)
+        return self._complete(z, component), weights
 
-    def _complete(self, z: Tensor, generator: torch.Generator | None = None) -> Samples:
+    def _complete(self, z: Tensor, component: Tensor | None, generator: torch.Generator | None = None) -> Samples:
         eps = torch.randn(len(z), self.data_dim, generator=generator, dtype=self.offset.dtype)
-        return Samples(z, self.decode(z) + torch.exp(self.log_std) * eps, eps)
+        return Samples(z, self.decode(z) + torch.exp(self.log_std) * eps, eps, component)
+
+    def sample_log_likelihood(self, drawn: Samples, x: Tensor) -> Tensor:
+        """log q(x | z) [B] of the model's own draws at their x (``x``: ``drawn.x``, possibly with its gradient
+        reshaped, :mod:`.gradnorm`): exactly −Σ log σθ − ½|ε|² − D/2 log 2π, written so that θ enters only
+        via log σθ."""
+        return -self.log_std.sum() - 0.5 * (drawn.eps ** 2).sum(-1) - 0.5 * self.data_dim * LOG_2PI
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log q(z) [B]."""
@@ -209,3 +229,57 @@ class CoarseGrainedModel(nn.Module):
     def encoder_mean(self) -> EncoderMean:
         """A copy of the encoder mean x → μφ(x) as a standalone module (for a CollectiveVariable)."""
         return EncoderMean(copy.deepcopy(self.encoder), self.n_components, self.offset, self.scale).eval()
+
+
+class MixtureDecoderModel(CoarseGrainedModel):
+    """q(x, z) = Σ_k π_k N(z; m_k, diag s_k²) N(x; μ_k(z), diag σ_k²): the mixture prior with one decoder μ_k and
+    one σ_k per component (an option of ours; the paper has one decoder and q(z) = N(0, I)).
+
+    With one decoder, a mode that sits apart from the others in x (alanine's α_R, a ψ rotation away from β) needs
+    the network to carry z continuously across the barrier, and the mode's fit, hence under the reverse KL its
+    weight, depends on how well the shared network bends there. Here each component has its own network and
+    widths. The encoder r(z | x) and the CV μφ(x) are unchanged. q(x | z) = Σ_k q(k | z) q_k(x | z) with
+    q(k | z) ∝ π_k N(z; m_k, s_k²), so each evaluation runs all K decoders. ``decoder`` is a ModuleList of K
+    MLPs, ``log_std`` [K, D]; ``mixture`` ≥ 2; the other parameters as :class:`CoarseGrainedModel`.
+    """
+
+    def __init__(self, data_dim: int, n_components: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
+                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0, mixture: int = 2):
+        if mixture < 2:
+            raise ValueError(f"a mixture decoder needs mixture ≥ 2 components, got {mixture}")
+        super().__init__(data_dim, n_components, offset, scale, hidden, init_std, init_gain, input_gain, mixture)
+        others = [mlp(n_components, hidden, data_dim, ACTIVATION) for _ in range(mixture - 1)]
+        for decoder in others:
+            _scale_initial_weights(decoder, init_gain, input_gain)
+        self.decoder = nn.ModuleList([self.decoder, *others])
+        self.log_std = nn.Parameter(self.log_std.detach().expand(mixture, -1).clone())
+
+    def decode_all(self, z: Tensor) -> Tensor:
+        """μ_k(z) [B, K, D] of every component."""
+        return self.offset + self.scale * torch.stack([decoder(z) for decoder in self.decoder], 1)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """μ_k(z) [B, D] of the component k most probable at z (largest q(k | z))."""
+        best = self.prior.log_component_densities(z).argmax(1)
+        return self.decode_all(z)[torch.arange(len(z)), best]
+
+    def _complete(self, z: Tensor, component: Tensor | None, generator: torch.Generator | None = None) -> Samples:
+        eps = torch.randn(len(z), self.data_dim, generator=generator, dtype=self.offset.dtype)
+        mean = self.decode_all(z)[torch.arange(len(z)), component]
+        return Samples(z, mean + torch.exp(self.log_std[component]) * eps, eps, component)
+
+    def _marginal(self, z: Tensor, component_log_likelihoods: Tensor) -> Tensor:
+        """log Σ_k q(k | z) q_k(x | z) [B] from log q_k(x | z) [B, K]."""
+        log_k = self.prior.log_component_densities(z)
+        return torch.logsumexp(log_k + component_log_likelihoods, 1) - torch.logsumexp(log_k, 1)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log q(x | z) [B]."""
+        return self._marginal(z, gaussian_log_density(x[:, None], self.decode_all(z), self.log_std))
+
+    def sample_log_likelihood(self, drawn: Samples, x: Tensor) -> Tensor:
+        """log q(x | z) [B] of the model's own draws: the drawn component's term written as in
+        :meth:`CoarseGrainedModel.sample_log_likelihood`, the others evaluated at ``x``."""
+        own = -self.log_std[drawn.component].sum(-1) - 0.5 * (drawn.eps ** 2).sum(-1) - 0.5 * self.data_dim * LOG_2PI
+        terms = gaussian_log_density(x[:, None], self.decode_all(drawn.z), self.log_std)
+        return self._marginal(drawn.z, terms.scatter(1, drawn.component[:, None], own[:, None]))

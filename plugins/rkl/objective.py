@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .gradnorm import KAPPA, normalize_sample_gradients
-from .model import LOG_2PI, CoarseGrainedModel, gaussian_log_density
+from .model import CoarseGrainedModel, gaussian_log_density
 from .targets import Target
 
 __all__ = ["BoundTerms", "reverse_kl", "capped", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
@@ -58,17 +58,11 @@ def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_siz
     ``estimate=True`` uses plain draws of q instead, so that ``log_weights`` are ordinary importance weights
     (for :func:`kl_estimate`).
     """
-    if estimate:
-        (z, x, eps), weights = model.sample(batch_size), None
-    else:
-        (z, x, eps), weights = model.training_sample(batch_size)
-    if kappa is not None:
-        x = normalize_sample_gradients(x, kappa)
+    drawn, weights = (model.sample(batch_size), None) if estimate else model.training_sample(batch_size)
+    x = drawn.x if kappa is None else normalize_sample_gradients(drawn.x, kappa)
     u = target.energy(x)
-    # log q(x|z) at x = μ + σ ε is exactly −Σ log σ − ½|ε|² − D/2 log 2π; written so, θ enters only via log σ.
-    log_likelihood = -model.log_std.sum() - 0.5 * (eps ** 2).sum(-1) - 0.5 * model.data_dim * LOG_2PI
     log_w = -capped(beta * u, energy_cap) + target.log_jacobian(x) \
-        - log_marginal_bound(model, x, z, log_likelihood, extra_latents)
+        - log_marginal_bound(model, x, drawn.z, model.sample_log_likelihood(drawn, x), extra_latents)
     loss = -log_w.mean() if weights is None else -(weights * log_w).mean()
     return BoundTerms(loss, log_w.detach(), u.detach())
 

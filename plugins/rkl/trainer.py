@@ -116,8 +116,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
                 group["lr"] = base * stage_lr_floor ** (stage_step / stage_steps)
             for _ in range(encoder_steps):
                 with torch.no_grad():
-                    z, x, _ = model.sample(batch_size)
-                encoder_loss = -model.log_posterior(z, x).mean()
+                    drawn = model.sample(batch_size)
+                encoder_loss = -model.log_posterior(drawn.z, drawn.x).mean()
                 optimizer.zero_grad()
                 encoder_loss.backward()
                 optimizer.step()

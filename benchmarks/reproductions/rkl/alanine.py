@@ -58,6 +58,9 @@ CONFIGS = {
     # 2000 steps), then the eq.-39 mixed objective (γ = 0.5) at β = 1 with the tightened bound.
     "mixture-data": dict(PAPER, mixture=3, data_frames=50, pretrain_steps=2000, gamma=0.5, start=1.0,
                          final_steps=3000, extra_latents=16, kappa=10.0),
+    # `mixture-data` with one decoder and one σθ per mixture component (a mixture decoder, an option of ours).
+    "mixture-decoder": dict(PAPER, mixture=3, mixture_decoder=True, data_frames=50, pretrain_steps=2000, gamma=0.5,
+                            start=1.0, final_steps=3000, extra_latents=16, kappa=10.0),
     # The same start from data, without the mixture prior (the paper's N(0, I)).
     "data": dict(PAPER, data_frames=50, pretrain_steps=2000, gamma=0.5, start=1.0, final_steps=3000,
                  extra_latents=16, kappa=10.0),

@@ -6,16 +6,18 @@ import pytest
 import torch
 
 from cvplug import systems
-from cvplug.plugins.rkl import (AdaptiveTempering, CoarseGrainedModel, MoleculeTarget, RigidFrame, ToyTarget,
-                                cap_gradient_norms, forward_kl, kl_estimate, log_marginal_bound, mixed,
-                                normalize_sample_gradients, reverse_kl, springs_for_constraints)
+from cvplug.plugins.rkl import (AdaptiveTempering, CoarseGrainedModel, MixtureDecoderModel, MoleculeTarget,
+                                ReverseKL, RigidFrame, ToyTarget, cap_gradient_norms, forward_kl, kl_estimate,
+                                log_marginal_bound, mixed, normalize_sample_gradients, reverse_kl,
+                                springs_for_constraints)
 from cvplug.plugins.rkl.objective import capped
 
 
-def _double_model(hidden=(8,), seed=0):
+def _double_model(hidden=(8,), seed=0, mixture_decoder=False):
     torch.manual_seed(seed)
-    model = CoarseGrainedModel(2, 1, hidden=hidden, init_std=0.7, init_gain=1.0).double()
-    return model
+    if mixture_decoder:
+        return MixtureDecoderModel(2, 1, hidden=hidden, init_std=0.7, init_gain=1.0, mixture=2).double()
+    return CoarseGrainedModel(2, 1, hidden=hidden, init_std=0.7, init_gain=1.0).double()
 
 
 def _loss(model, target, beta, seed=5, extra_latents=0):
@@ -23,10 +25,11 @@ def _loss(model, target, beta, seed=5, extra_latents=0):
     return reverse_kl(model, target, beta, 64, kappa=None, extra_latents=extra_latents).loss
 
 
-@pytest.mark.parametrize("energy, extra_latents", [("torch", 0), ("bridge", 0), ("torch", 4)])
-def test_loss_gradient_matches_finite_differences(energy, extra_latents):
+@pytest.mark.parametrize("energy, extra_latents, mixture_decoder",
+                         [("torch", 0, False), ("bridge", 0, False), ("torch", 4, False), ("torch", 4, True)])
+def test_loss_gradient_matches_finite_differences(energy, extra_latents, mixture_decoder):
     target = ToyTarget(systems.load("double-well"), energy, platform="Reference")
-    model = _double_model()
+    model = _double_model(mixture_decoder=mixture_decoder)
     loss = _loss(model, target, 0.7, extra_latents=extra_latents)
     params = dict(model.named_parameters())
     grads = torch.autograd.grad(loss, list(params.values()))
@@ -186,6 +189,58 @@ def test_log_prob_of_a_linear_gaussian_model_is_exact():
         model.potential(x, beta=0.0)
 
 
+def _linear_mixture_decoder_model():
+    """Two components with linear decoders μ_k(z) = a_k z + b_k: q(x) is a mixture of two Gaussians."""
+    torch.manual_seed(0)
+    model = MixtureDecoderModel(2, 1, hidden=(), init_std=0.5, mixture=2).double()
+    with torch.no_grad():
+        model.prior.logits.copy_(torch.tensor([0.4, -0.4]))
+        model.prior.means.copy_(torch.tensor([[-1.0], [1.5]]))
+        model.prior.log_std.copy_(torch.tensor([[-0.2], [0.1]]))
+        for decoder, a, b in zip(model.decoder, ([1.5, 0.5], [-0.5, 1.0]), ([0.2, -0.1], [2.0, 1.0])):
+            decoder[0].weight.copy_(torch.tensor(a)[:, None])
+            decoder[0].bias.copy_(torch.tensor(b))
+        model.log_std.copy_(torch.log(torch.tensor([[0.3, 0.5], [0.6, 0.2]])))
+    return model
+
+
+def test_mixture_decoder_samples_and_densities_are_those_of_the_gaussian_mixture():
+    """Each component has its own decoder and widths: the samples' moments and log q(x) = log ∫ q(z) q(x | z) dz
+    (quadrature over z) equal those of the exact mixture of Gaussians; the training draws' shortcut for
+    log q(x | z) equals the full expression; ``decode`` follows the component most probable at z."""
+    model = _linear_mixture_decoder_model()
+    prior = model.prior
+    a = torch.stack([d[0].weight[:, 0] for d in model.decoder]).detach()             # [K, D]
+    b = torch.stack([d[0].bias for d in model.decoder]).detach()
+    s = torch.exp(prior.log_std[:, 0]).detach()
+    pi, means = prior.weights().detach(), a * prior.means.detach() + b
+    covariances = s[:, None, None] ** 2 * a[:, :, None] * a[:, None, :] \
+        + torch.diag_embed(torch.exp(2 * model.log_std.detach()))
+    exact = torch.distributions.MixtureSameFamily(torch.distributions.Categorical(pi),
+                                                  torch.distributions.MultivariateNormal(means, covariances))
+    second_moment = (pi[:, None, None] * (covariances + means[:, :, None] * means[:, None, :])).sum(0)
+    with torch.no_grad():
+        drawn = model.sample(200_000, torch.Generator().manual_seed(1))
+        assert torch.allclose(drawn.x.mean(0), exact.mean, atol=0.02)
+        assert torch.allclose(torch.cov(drawn.x.T), second_moment - torch.outer(exact.mean, exact.mean), atol=0.03)
+        x = exact.sample((6,))
+        z = torch.linspace(-8, 8, 4001, dtype=torch.float64)[:, None]
+        log_joint = torch.stack([model.log_likelihood(point.expand(len(z), 2), z) for point in x]) + model.log_prior(z)
+        quadrature = torch.logsumexp(log_joint, 1) + math.log(z[1, 0] - z[0, 0])
+        assert torch.allclose(quadrature, exact.log_prob(x), atol=1e-6)
+        training, _ = model.training_sample(64)
+        assert torch.allclose(model.sample_log_likelihood(training, training.x),
+                              model.log_likelihood(training.x, training.z), atol=1e-10)
+        centres = torch.tensor([[-1.0], [1.5]], dtype=torch.float64)
+        assert torch.allclose(model.decode(centres), a * centres + b)
+    with pytest.raises(ValueError, match="mixture ≥ 2"):
+        MixtureDecoderModel(2, 1, mixture=1)
+    with pytest.raises(ValueError, match="mixture_decoder"):
+        ReverseKL(1, mixture=1, mixture_decoder=True)
+    with pytest.raises(ValueError, match="mixture_decoder"):
+        ReverseKL(1, mixture=2, mixture_decoder="yes")
+
+
 def test_extra_latents_tighten_the_bound_on_log_q_toward_the_exact_value():
     """Linear Gaussian decoder, so log q(x) is exact; K = 0 is the paper's bound, larger K close the gap."""
     torch.manual_seed(0)
@@ -195,7 +250,7 @@ def test_extra_latents_tighten_the_bound_on_log_q_toward_the_exact_value():
     cov = model.decoder[0].weight @ model.decoder[0].weight.T + torch.diag(torch.exp(2 * model.log_std))
     exact = torch.distributions.MultivariateNormal(model.decoder[0].bias, cov)
     with torch.no_grad():
-        z, x, eps = model.sample(4000, torch.Generator().manual_seed(2))
+        z, x, _, _ = model.sample(4000, torch.Generator().manual_seed(2))
         log_likelihood = model.log_likelihood(x, z)
         gaps = [float((log_marginal_bound(model, x, z, log_likelihood, k) - exact.log_prob(x)).mean())
                 for k in (0, 4, 64)]
@@ -449,14 +504,15 @@ def test_mixture_prior_density_and_stratified_estimate_are_exact_and_differentia
     def exact(logits):
         return (torch.softmax(logits, 0) * ((prior.means ** 2).sum(1) + torch.exp(2 * prior.log_std).sum(1))).sum()
 
-    z, weights = prior.stratified(300_000)
+    z, weights, component = prior.stratified(300_000)
     assert z.shape == (300_000, 2) and weights.shape == (300_000,)
+    assert torch.equal(component, torch.arange(3).repeat_interleave(100_000))
     estimate = (weights * (z ** 2).sum(1)).mean()
     assert estimate.item() == pytest.approx(exact(prior.logits).item(), rel=0.01)
     (grad,) = torch.autograd.grad(estimate, prior.logits)
     (exact_grad,) = torch.autograd.grad(exact(prior.logits), prior.logits)
     assert torch.allclose(grad, exact_grad, atol=0.02)
-    draws = prior.sample(200_000, torch.Generator().manual_seed(1))
+    draws, _ = prior.sample(200_000, torch.Generator().manual_seed(1))
     assert (draws ** 2).sum(1).mean().item() == pytest.approx(exact(prior.logits).item(), rel=0.01)
     with pytest.raises(ValueError, match="n_mixture"):
         MixturePrior(2, 0)
