@@ -93,7 +93,11 @@ class MixturePrior(nn.Module):
         """log q(z) [B]."""
         return torch.logsumexp(self.log_component_densities(z), 1)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, dtype=None) -> tuple[Tensor, Tensor]:
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=None) -> Tensor:
+        """n draws z [n, d] (component by π, not differentiable in π)."""
+        return self.sample_labelled(n, generator, dtype)[0]
+
+    def sample_labelled(self, n: int, generator: torch.Generator | None = None, dtype=None) -> tuple[Tensor, Tensor]:
         """n draws z [n, d] and the component [n] each came from (chosen by π, not differentiable in π)."""
         component = torch.multinomial(self.weights().detach(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.means.shape[1], generator=generator, dtype=dtype or self.means.dtype)
@@ -168,7 +172,7 @@ class CoarseGrainedModel(nn.Module):
         if self.prior is None:
             z = torch.randn(n, self.n_components, generator=generator, dtype=self.offset.dtype)
             return self._complete(z, None, generator)
-        return self._complete(*self.prior.sample(n, generator, self.offset.dtype), generator)
+        return self._complete(*self.prior.sample_labelled(n, generator, self.offset.dtype), generator)
 
     def training_sample(self, n: int) -> tuple[Samples, Tensor | None]:
         """Draws for training objectives and their per-sample weights: plain draws and None with the N(0, I)
