@@ -25,7 +25,7 @@ from scipy.stats import norm, spearmanr
 
 from cvplug import systems
 from cvplug.metrics import boltzmann_grid
-from cvplug.plugins.rkl import AdaptiveTempering, CoarseGrainedModel, RklFit, fit_model
+from cvplug.plugins.rkl import AdaptiveTempering, CoarseGrainedModel, MixtureDecoderModel, RklFit, fit_model
 from cvplug.runs import write_json
 
 __all__ = ["BOUNDS", "ACCEPTANCE", "SETTINGS", "MAX_STEP", "fit", "exact_statistics", "model_statistics",
@@ -110,8 +110,9 @@ def exact_kl(model: CoarseGrainedModel, u, beta: float = 1.0, n: int = 801, late
 def _latent_grid(model: CoarseGrainedModel, latent_nodes: int) -> tuple[np.ndarray, ...]:
     """z nodes on [−8, 8], their prior masses q(z) dz, μθ(z) [nodes, 2] and σθ [2] of a 1-d latent model
     (float64)."""
-    if model.n_components != 1 or model.data_dim != 2:
-        raise ValueError(f"need n_components 1 and data_dim 2, got {model.n_components} and {model.data_dim}")
+    if model.n_components != 1 or model.data_dim != 2 or isinstance(model, MixtureDecoderModel):
+        raise ValueError(f"need one decoder, n_components 1 and data_dim 2, got {type(model).__name__} with "
+                         f"{model.n_components} and {model.data_dim}")
     z = np.linspace(-8.0, 8.0, latent_nodes)
     with torch.no_grad():
         nodes = torch.as_tensor(z[:, None], dtype=model.offset.dtype)

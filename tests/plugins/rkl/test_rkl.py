@@ -204,10 +204,11 @@ def _linear_mixture_decoder_model():
     return model
 
 
-def test_mixture_decoder_samples_and_densities_are_those_of_the_gaussian_mixture():
+def test_mixture_decoder_samples_and_densities_are_those_of_the_gaussian_mixture(rkl_double_well):
     """Each component has its own decoder and widths: the samples' moments and log q(x) = log ∫ q(z) q(x | z) dz
     (quadrature over z) equal those of the exact mixture of Gaussians; the training draws' shortcut for
-    log q(x | z) equals the full expression; ``decode`` follows the component most probable at z."""
+    log q(x | z) equals the full expression; ``decode`` follows the component most probable at z; the double
+    well's one-decoder quadrature refuses the model."""
     model = _linear_mixture_decoder_model()
     prior = model.prior
     a = torch.stack([d[0].weight[:, 0] for d in model.decoder]).detach()             # [K, D]
@@ -233,6 +234,8 @@ def test_mixture_decoder_samples_and_densities_are_those_of_the_gaussian_mixture
                               model.log_likelihood(training.x, training.z), atol=1e-10)
         centres = torch.tensor([[-1.0], [1.5]], dtype=torch.float64)
         assert torch.allclose(model.decode(centres), a * centres + b)
+    with pytest.raises(ValueError, match="one decoder"):    # the double well's quadrature knows one decoder only
+        rkl_double_well.exact_kl(model, systems.load("double-well").toy.u)
     with pytest.raises(ValueError, match="mixture ≥ 2"):
         MixtureDecoderModel(2, 1, mixture=1)
     with pytest.raises(ValueError, match="mixture_decoder"):
