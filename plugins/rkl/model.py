@@ -185,13 +185,23 @@ class CoarseGrainedModel(nn.Module):
 
     def _complete(self, z: Tensor, component: Tensor | None, generator: torch.Generator | None = None) -> Samples:
         eps = torch.randn(len(z), self.data_dim, generator=generator, dtype=self.offset.dtype)
-        return Samples(z, self.decode(z) + torch.exp(self.log_std) * eps, eps, component)
+        return Samples(z, self._drawn_mean(z, component) + torch.exp(self._drawn_log_std(component)) * eps, eps,
+                       component)
+
+    def _drawn_mean(self, z: Tensor, component: Tensor | None) -> Tensor:
+        """μθ(z) [B, D] of the decoder each draw came from (one decoder here)."""
+        return self.decode(z)
+
+    def _drawn_log_std(self, component: Tensor | None) -> Tensor:
+        """log σθ of the decoder each draw came from: [D] here, [B, D] with one σθ per component."""
+        return self.log_std
 
     def sample_log_likelihood(self, drawn: Samples, x: Tensor) -> Tensor:
         """log q(x | z) [B] of the model's own draws at their x (``x``: ``drawn.x``, possibly with its gradient
         reshaped, :mod:`.gradnorm`): exactly −Σ log σθ − ½|ε|² − D/2 log 2π, written so that θ enters only
         via log σθ."""
-        return -self.log_std.sum() - 0.5 * (drawn.eps ** 2).sum(-1) - 0.5 * self.data_dim * LOG_2PI
+        return -self._drawn_log_std(drawn.component).sum(-1) - 0.5 * (drawn.eps ** 2).sum(-1) \
+            - 0.5 * self.data_dim * LOG_2PI
 
     def log_prior(self, z: Tensor) -> Tensor:
         """log q(z) [B]."""
@@ -267,10 +277,16 @@ class MixtureDecoderModel(CoarseGrainedModel):
         best = self.prior.log_component_densities(z).argmax(1)
         return self.decode_all(z)[torch.arange(len(z)), best]
 
-    def _complete(self, z: Tensor, component: Tensor | None, generator: torch.Generator | None = None) -> Samples:
-        eps = torch.randn(len(z), self.data_dim, generator=generator, dtype=self.offset.dtype)
-        mean = self.decode_all(z)[torch.arange(len(z)), component]
-        return Samples(z, mean + torch.exp(self.log_std[component]) * eps, eps, component)
+    def _drawn_mean(self, z: Tensor, component: Tensor | None) -> Tensor:
+        """μ_k(z) [B, D], each row through the decoder of its component only."""
+        mean = z.new_empty(len(z), self.data_dim)
+        for k, decoder in enumerate(self.decoder):
+            picked = component == k
+            mean[picked] = self.offset + self.scale * decoder(z[picked])
+        return mean
+
+    def _drawn_log_std(self, component: Tensor | None) -> Tensor:
+        return self.log_std[component]
 
     def _marginal(self, z: Tensor, component_log_likelihoods: Tensor) -> Tensor:
         """log Σ_k q(k | z) q_k(x | z) [B] from log q_k(x | z) [B, K]."""
@@ -284,6 +300,6 @@ class MixtureDecoderModel(CoarseGrainedModel):
     def sample_log_likelihood(self, drawn: Samples, x: Tensor) -> Tensor:
         """log q(x | z) [B] of the model's own draws: the drawn component's term written as in
         :meth:`CoarseGrainedModel.sample_log_likelihood`, the others evaluated at ``x``."""
-        own = -self.log_std[drawn.component].sum(-1) - 0.5 * (drawn.eps ** 2).sum(-1) - 0.5 * self.data_dim * LOG_2PI
+        own = super().sample_log_likelihood(drawn, x)
         terms = gaussian_log_density(x[:, None], self.decode_all(drawn.z), self.log_std)
         return self._marginal(drawn.z, terms.scatter(1, drawn.component[:, None], own[:, None]))
