@@ -26,7 +26,8 @@ Gamma = Union[float, Callable[[float], float]]
 
 @dataclass
 class TrainingResult:
-    """``history``: one dict per tempering stage (beta, steps, loss, kl, force_calls, wall_s);
+    """``history``: one dict per tempering stage (beta, steps, loss, kl, force_calls, wall_s, and with a mixture
+    prior its weights π at the stage's end);
     ``snapshots``: the model's state_dict at each milestone β; ``force_calls``: configurations evaluated by the
     target; ``wall_s``: training wall time in s (summed over resumed runs)."""
 
@@ -144,6 +145,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
         result.history.append({"beta": beta, "steps": stage_steps, "loss": float(-estimate.log_weights.mean()),
                                "kl": kl, "force_calls": target.force_calls,
                                "wall_s": wall_before + time.perf_counter() - started})
+        if model.prior is not None:
+            result.history[-1]["weights"] = model.prior.weights().tolist()
         if beta in schedule.milestones:
             result.snapshots[beta] = copy.deepcopy(model.state_dict())
         if schedule.done(beta):

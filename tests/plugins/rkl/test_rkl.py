@@ -522,8 +522,8 @@ def test_mixture_prior_density_and_stratified_estimate_are_exact_and_differentia
 
 
 def test_mixture_model_trains_its_weights_and_pretraining_starts_it_at_the_data(one_thread):
-    """With a mixture prior the reverse-KL loss reaches the weights π; ``pretrain_steps`` fit the model to data
-    frames (forward bound, no force calls) before the first stage, and need data."""
+    """With a mixture prior the reverse-KL loss reaches the weights π (recorded per stage); ``pretrain_steps``
+    fit the model to data frames (forward bound, no force calls) before the first stage, and need data."""
     from cvplug.plugins.rkl import fit_model
 
     spec = systems.load("double-well")
@@ -535,6 +535,7 @@ def test_mixture_model_trains_its_weights_and_pretraining_starts_it_at_the_data(
     pretrained = fit_model(spec, 1, pretrain_steps=300, lr=1e-2, **options)
     assert pretrained.result.force_calls == untrained.result.force_calls == 5 * 30 + 4 * 30
     assert untrained.model.prior.logits.grad is not None                        # π is trained
+    assert untrained.result.history[-1]["weights"] == untrained.model.prior.weights().tolist()  # and recorded
     with torch.no_grad():
         x1 = pretrained.model.sample(4000, torch.Generator().manual_seed(0)).x[:, 0]
     assert ((x1 + 2.4).abs() < 1).float().mean() > 0.5 and ((x1 - 2.3).abs() < 1).float().mean() > 0.1
