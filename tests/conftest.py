@@ -1,5 +1,4 @@
 import importlib.util
-import os
 from pathlib import Path
 
 import torch  # noqa: F401  (torch before openmm, always)
@@ -14,15 +13,6 @@ RKL_DOUBLE_WELL = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduc
 # default it sorts them by their number of tests, which started the reverse-KL file after 345 s of others and
 # left the other core idle for its last 5 minutes.
 LONGEST_FIRST = ("tests/plugins/rkl/test_rkl_slow.py", "tests/metad/test_run.py")
-
-
-def pytest_configure(config):
-    """In a pytest-xdist worker, torch on one thread, here and in the processes tests start: the workers already
-    fill the cores, and two threads per worker made the fast suite ≈ 7 % slower (paired runs, docs' development
-    page)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        os.environ["OMP_NUM_THREADS"] = "1"
-        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(items):
