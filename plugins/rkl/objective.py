@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from .gradnorm import KAPPA, normalize_sample_gradients
-from .model import CoarseGrainedModel, gaussian_log_density
+from .model import CoarseGrainedModel, Samples, gaussian_log_density
 from .targets import Target
 
 __all__ = ["BoundTerms", "reverse_kl", "capped", "log_marginal_bound", "forward_kl", "mixed", "kl_estimate",
@@ -39,11 +39,13 @@ LOG_FLOAT_MAX = math.log(torch.finfo(torch.float64).max)
 
 
 class BoundTerms(NamedTuple):
-    """``loss``: the bound F (scalar, differentiable); ``log_weights`` [B] and ``energy`` u [B], detached."""
+    """``loss``: the bound F (scalar, differentiable); ``log_weights`` [B] and ``energy`` u [B], detached;
+    ``drawn``: the samples of q(x, z) they belong to (with their mixture components)."""
 
     loss: Tensor
     log_weights: Tensor
     energy: Tensor
+    drawn: Samples
 
 
 def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_size: int,
@@ -64,7 +66,7 @@ def reverse_kl(model: CoarseGrainedModel, target: Target, beta: float, batch_siz
     log_w = -capped(beta * u, energy_cap) + target.log_jacobian(x) \
         - log_marginal_bound(model, x, drawn.z, model.sample_log_likelihood(drawn, x), extra_latents)
     loss = -log_w.mean() if weights is None else -(weights * log_w).mean()
-    return BoundTerms(loss, log_w.detach(), u.detach())
+    return BoundTerms(loss, log_w.detach(), u.detach(), drawn)
 
 
 def capped(tempered: Tensor, cap: float = ENERGY_CAP) -> Tensor:

@@ -39,8 +39,7 @@ from cvplug import systems
 from cvplug.analysis import ALA2_BASINS
 from cvplug.features import dihedral_angles
 from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_gyration
-from cvplug.plugins.rkl import AdaptiveTempering, fit_model, log_marginal_bound
-from cvplug.plugins.rkl.objective import capped
+from cvplug.plugins.rkl import AdaptiveTempering, fit_model, reverse_kl
 from cvplug.runs import write_json
 from cvplug.simulate import simulate
 from cvplug.trajectory import load_trajectory, trajectory_positions
@@ -159,16 +158,16 @@ def evaluate(spec, fitted, reference_md: np.ndarray, samples: int = 20_000) -> d
 
 def component_weights(spec, fitted, samples: int = 4000, latents: int = 64) -> list[dict]:
     """Per prior component k (mixture priors only): its weight π_k, its draws' basins, and the log importance
-    weights log w = −β u + log J − log q(x) of its draws at β = 1 (log q(x) bounded with ``latents`` encoder draws):
-    mean, standard deviation, the effective sample size of w, and log ⟨w⟩ − ⟨log w⟩, a lower bound on the
-    component's KL(q_k ‖ p) up to the error of the estimate (nats). Under the reverse KL a component's weight goes
+    weights log w = −β u + log J − log q(x) of its draws at β = 1 (:func:`~cvplug.plugins.rkl.reverse_kl`, log q(x)
+    bounded with ``latents`` encoder draws): mean, standard deviation, the effective sample size of w, and
+    log ⟨w⟩ − ⟨log w⟩, a lower bound on the component's KL(q_k ‖ p) up to the error of the estimate (nats). Under the reverse KL a component's weight goes
     as exp(−its variational free energy −⟨log w⟩), so two basins are weighed right only if these gaps agree to
     within ln 2 nats."""
     model, target = fitted.model, fitted.target
+    torch.manual_seed(1)
     with torch.no_grad():
-        drawn = model.sample(samples, torch.Generator().manual_seed(1))
-        bound = log_marginal_bound(model, drawn.x, drawn.z, model.sample_log_likelihood(drawn, drawn.x), latents)
-        log_w = (-capped(target.energy(drawn.x)) + target.log_jacobian(drawn.x) - bound).double().numpy()
+        terms = reverse_kl(model, target, 1.0, samples, None, latents, estimate=True)
+        drawn, log_w = terms.drawn, terms.log_weights.double().numpy()
         positions = target.positions(drawn.x).double().numpy()
         pi = model.prior.weights().tolist()
     phi, psi = backbone_angles(spec, positions)

@@ -200,7 +200,6 @@ def main() -> None:
         numbers = report(fitted.model, fitted.result.snapshots, spec.toy.u, seed=seed)
         numbers.update(force_calls=fitted.result.force_calls, wall_s=fitted.result.wall_s,
                        stages=len(fitted.result.history), failures=failures(numbers),
-                       prior_weights=None if fitted.model.prior is None else fitted.model.prior.weights().tolist(),
                        weights_by_stage=[[h["beta"], *h["weights"]] for h in fitted.result.history if "weights" in h])
         results[seed] = numbers
     write_json(args.out / "results.json", results)
