@@ -159,10 +159,10 @@ def evaluate(spec, fitted, reference_md: np.ndarray, samples: int = 20_000) -> d
 def component_weights(spec, fitted, samples: int = 4000, latents: int = 64) -> list[dict]:
     """Per prior component k (mixture priors only): its weight π_k, its draws' basins, and the log importance
     weights log w = −β u + log J − log q(x) of its draws at β = 1 (:func:`~cvplug.plugins.rkl.reverse_kl`, log q(x)
-    bounded with ``latents`` encoder draws): mean, standard deviation, the effective sample size of w, and
-    log ⟨w⟩ − ⟨log w⟩, a lower bound on the component's KL(q_k ‖ p) up to the error of the estimate (nats). Under the reverse KL a component's weight goes
-    as exp(−its variational free energy −⟨log w⟩), so two basins are weighed right only if these gaps agree to
-    within ln 2 nats."""
+    bounded with ``latents`` encoder draws): mean, standard deviation, the effective sample size of w, and log ⟨w⟩ −
+    ⟨log w⟩, a lower bound on the component's KL(q_k ‖ p) up to the error of the estimate (nats). Under the reverse
+    KL a component's weight goes as exp(−its variational free energy −⟨log w⟩), so two basins are weighed right only
+    if these gaps agree to within ln 2 nats."""
     model, target = fitted.model, fitted.target
     torch.manual_seed(1)
     with torch.no_grad():
