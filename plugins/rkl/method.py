@@ -36,18 +36,19 @@ def make_target(spec, energy: str = "torch", **options) -> Target:
 
 def build_model(target: Target, n_components: int, hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None,
                 init_gain: float = 0.1, input_gain: float = 1.0, mixture: int = 0,
-                mixture_decoder: bool = False) -> CoarseGrainedModel:
+                mixture_decoder: bool = False, mixture_spread: float = 2.0) -> CoarseGrainedModel:
     """A fresh model for ``target``: centred on its reference structure; molecules in units of 0.1 nm with
     σθ starting at 0.01 nm, toys in their own units with σθ starting at 1. ``mixture`` > 0: a learned
     Gaussian-mixture prior with that many components (:class:`.model.MixturePrior`; 0: the paper's N(0, I));
-    ``mixture_decoder``: one decoder per component (:class:`.model.MixtureDecoderModel`, needs ``mixture`` ≥ 2)."""
+    ``mixture_decoder``: one decoder per component (:class:`.model.MixtureDecoderModel`, needs ``mixture`` ≥ 2);
+    ``mixture_spread``: the components' initial distance from the origin of z."""
     molecular = isinstance(target, MoleculeTarget)
     offset = target.reference if molecular else None
     scale = MOLECULE_SCALE if molecular else 1.0
     default_std = 0.1 * MOLECULE_SCALE if molecular else 1.0
     kind = MixtureDecoderModel if mixture_decoder else CoarseGrainedModel
     return kind(target.dim, n_components, offset, scale, hidden, default_std if init_std is None else init_std,
-                init_gain, input_gain, mixture)
+                init_gain, input_gain, mixture, mixture_spread)
 
 
 def make_cv(model: CoarseGrainedModel, target: Target, n_atoms: int, calibration_samples: int = 2000,
@@ -73,7 +74,7 @@ class RklFit:
 
 def fit_model(spec, n_components: int = 2, *, energy: str = "torch", target_options: Optional[dict] = None,
               hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None, init_gain: float = 0.1,
-              input_gain: float = 1.0, mixture: int = 0, mixture_decoder: bool = False,
+              input_gain: float = 1.0, mixture: int = 0, mixture_decoder: bool = False, mixture_spread: float = 2.0,
               schedule: Optional[AdaptiveTempering] = None, data=None,
               gamma: Optional[Gamma] = None, seed: int = 0, work_dir=None, progress: bool = True,
               **training) -> RklFit:
@@ -83,16 +84,18 @@ def fit_model(spec, n_components: int = 2, *, energy: str = "torch", target_opti
     ``n_components``: the latent dimension d (the CV's components). ``energy``: "torch" or "bridge" energies for
     toys (molecules always use the bridge); ``target_options``
     go to :func:`make_target`; ``hidden``, ``init_std``, ``init_gain``, ``input_gain``, ``mixture``,
-    ``mixture_decoder`` to :func:`build_model`;
+    ``mixture_decoder``, ``mixture_spread`` to :func:`build_model`;
     ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
     (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
     steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
-    encoder_steps, pretrain_steps, stage_lr_floor, energy_cap, checkpoint_every (:func:`.trainer.train`).
+    encoder_steps, pretrain_steps, stage_lr_floor, energy_cap, weights_from_data, checkpoint_every
+    (:func:`.trainer.train`).
     """
     spec = resolve(spec)
     target = make_target(spec, energy, **(target_options or {}))
     seed_everything(seed)
-    model = build_model(target, n_components, hidden, init_std, init_gain, input_gain, mixture, mixture_decoder)
+    model = build_model(target, n_components, hidden, init_std, init_gain, input_gain, mixture, mixture_decoder,
+                        mixture_spread)
     coordinates = None if data is None else target.coordinates(np.asarray(data))
     checkpoint = Path(work_dir) / "rkl.ckpt" if work_dir is not None else None
     result = train(model, target, schedule or AdaptiveTempering(), data=coordinates, gamma=gamma, seed=seed,
@@ -121,7 +124,8 @@ class ReverseKL(Method):
     (largest tempering step Δβ; 0.025, which kept the double well's minor mode where the paper's 0.1 lost it),
     ``energy`` (toys: "torch" or "bridge"), ``frame``, ``threads``, ``hidden``, ``init_std``, ``init_gain``,
     ``input_gain``, ``mixture`` (a learned mixture prior with that many components; 0: the paper's N(0, I)),
-    ``mixture_decoder`` (one decoder per mixture component),
+    ``mixture_decoder`` (one decoder per mixture component), ``mixture_spread`` (the components' initial distance
+    from the origin of z),
     ``start`` (first β of the tempering, relative to the target's), and the trainer's keywords
     (steps_per_stage, final_steps, batch_size, lr, kappa, pretrain_steps, …).
     Molecules must be non-periodic (no solvent box).
@@ -135,7 +139,8 @@ class ReverseKL(Method):
                  max_step: float = 0.025, energy: str = "torch",
                  frame: Optional[Sequence[int]] = None, threads: int = 1, hidden: Sequence[int] = (64, 64),
                  init_std: Optional[float] = None, init_gain: float = 0.1, input_gain: float = 1.0,
-                 mixture: int = 0, mixture_decoder: bool = False, start: float = AdaptiveTempering.start,
+                 mixture: int = 0, mixture_decoder: bool = False, mixture_spread: float = 2.0,
+                 start: float = AdaptiveTempering.start,
                  **options):
         run = {k: options.pop(k) for k in BASE_OPTIONS if k in options}
         super().__init__(n_components, **run)
@@ -153,7 +158,8 @@ class ReverseKL(Method):
         if frame is not None:
             self.target_options["frame"] = tuple(frame)
         self.fit_options = dict(energy=energy, hidden=tuple(hidden), init_std=init_std, init_gain=init_gain,
-                                input_gain=input_gain, mixture=int(mixture), mixture_decoder=mixture_decoder, **options)
+                                input_gain=input_gain, mixture=int(mixture), mixture_decoder=mixture_decoder,
+                                mixture_spread=float(mixture_spread), **options)
 
     @classmethod
     def options(cls) -> dict:

@@ -13,6 +13,7 @@ numbers of order one.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import NamedTuple, Optional, Sequence
@@ -84,10 +85,23 @@ class MixturePrior(nn.Module):
         self.logits = nn.Parameter(torch.zeros(n_mixture))
         self.means = nn.Parameter(means)
         self.log_std = nn.Parameter(torch.zeros(n_mixture, n_components))
+        self._weights_held = False
+
+    @contextlib.contextmanager
+    def weights_held(self):
+        """Within it, π enters every density and draw as a constant (no gradient reaches the logits)."""
+        self._weights_held = True
+        try:
+            yield
+        finally:
+            self._weights_held = False
+
+    def _logits(self) -> Tensor:
+        return self.logits.detach() if self._weights_held else self.logits
 
     def weights(self) -> Tensor:
         """π [K]."""
-        return torch.softmax(self.logits, 0)
+        return torch.softmax(self._logits(), 0)
 
     def log_prob(self, z: Tensor) -> Tensor:
         """log q(z) [B]."""
@@ -117,7 +131,7 @@ class MixturePrior(nn.Module):
     def log_component_densities(self, z: Tensor) -> Tensor:
         """log π_k + log N(z; m_k, diag s_k²) [B, K]."""
         per_component = gaussian_log_density(z[:, None], self.means.to(z.dtype), self.log_std.to(z.dtype))
-        return per_component + torch.log_softmax(self.logits, 0).to(z.dtype)
+        return per_component + torch.log_softmax(self._logits(), 0).to(z.dtype)
 
 
 class CoarseGrainedModel(nn.Module):
@@ -136,10 +150,13 @@ class CoarseGrainedModel(nn.Module):
         range of z, so few samples of q fall on the barrier between them).
     mixture : K > 0 replaces the N(0, I) prior by a learned :class:`MixturePrior` with K components (an option of
         ours); 0 keeps the paper's prior.
+    mixture_spread : the mixture components' initial distance from the origin of z (:class:`MixturePrior`'s
+        ``spread``).
     """
 
     def __init__(self, data_dim: int, n_components: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
-                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0, mixture: int = 0):
+                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0, mixture: int = 0,
+                 mixture_spread: float = 2.0):
         super().__init__()
         if n_components < 1 or data_dim < 1:
             raise ValueError(f"data_dim and n_components must be positive, got {data_dim} and {n_components}")
@@ -155,7 +172,7 @@ class CoarseGrainedModel(nn.Module):
         self.decoder = mlp(n_components, hidden, data_dim, ACTIVATION)
         self.log_std = nn.Parameter(torch.full((data_dim,), math.log(init_std)))
         self.encoder = mlp(data_dim, hidden, 2 * n_components, ACTIVATION)
-        self.prior = MixturePrior(n_components, mixture) if mixture > 0 else None
+        self.prior = MixturePrior(n_components, mixture, mixture_spread) if mixture > 0 else None
         _scale_initial_weights(self.decoder, init_gain, input_gain)
 
     def decode(self, z: Tensor) -> Tensor:
@@ -258,10 +275,12 @@ class MixtureDecoderModel(CoarseGrainedModel):
     """
 
     def __init__(self, data_dim: int, n_components: int, offset=None, scale=1.0, hidden: Sequence[int] = (64, 64),
-                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0, mixture: int = 2):
+                 init_std: float = 1.0, init_gain: float = 0.1, input_gain: float = 1.0, mixture: int = 2,
+                 mixture_spread: float = 2.0):
         if mixture < 2:
             raise ValueError(f"a mixture decoder needs mixture ≥ 2 components, got {mixture}")
-        super().__init__(data_dim, n_components, offset, scale, hidden, init_std, init_gain, input_gain, mixture)
+        super().__init__(data_dim, n_components, offset, scale, hidden, init_std, init_gain, input_gain, mixture,
+                         mixture_spread)
         others = [mlp(n_components, hidden, data_dim, ACTIVATION) for _ in range(mixture - 1)]
         for decoder in others:
             _scale_initial_weights(decoder, init_gain, input_gain)

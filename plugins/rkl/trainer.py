@@ -2,6 +2,7 @@
 :class:`.tempering.AdaptiveTempering` after each stage; seeded, resumable, with a progress bar (β, loss, KL̂)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class TrainingResult:
 
 
 def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, stage_lr_floor: float, data, gamma,
-           model, pretrain_steps: int) -> None:
+           model, pretrain_steps: int, weights_from_data: bool) -> None:
     if steps_per_stage < 1 or final_steps < 0 or batch_size < 2 or not lr > 0:
         raise ValueError("need steps_per_stage ≥ 1, final_steps ≥ 0, batch_size ≥ 2 and lr > 0, got "
                          f"{steps_per_stage}, {final_steps}, {batch_size}, {lr}")
@@ -48,6 +49,8 @@ def _check(steps_per_stage: int, final_steps: int, batch_size: int, lr: float, s
         raise ValueError("the mixed objective needs both data and gamma (or neither)")
     if pretrain_steps and data is None:
         raise ValueError("pretrain_steps needs data")
+    if weights_from_data and (data is None or model.prior is None):
+        raise ValueError("weights_from_data needs data and a mixture prior (mixture ≥ 1)")
     if data is not None and (data.dim() != 2 or data.shape[1] != model.data_dim or len(data) == 0):
         raise ValueError(f"data must have shape [N, {model.data_dim}] (model coordinates), got {tuple(data.shape)}")
 
@@ -57,7 +60,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
           extra_latents: int = 0, energy_cap: float = ENERGY_CAP, estimate_batch: Optional[int] = None,
           data: Optional[Tensor] = None, gamma: Optional[Gamma] = None, data_batch: int = 64,
           std_lr_factor: float = 1.0, encoder_steps: int = 0, pretrain_steps: int = 0,
-          stage_lr_floor: float = 1.0, seed: int = 0, checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
+          stage_lr_floor: float = 1.0, weights_from_data: bool = False, seed: int = 0,
+          checkpoint: Optional[Path] = None, checkpoint_every: int = 500,
           progress: bool = True) -> TrainingResult:
     """Train ``model`` in place from ``schedule.start`` up to ``schedule.target``.
 
@@ -75,12 +79,16 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     (:func:`.objective.forward_kl`) before the first stage (an option of ours: the model starts where the data
     are instead of at one structure; needs ``data``). ``stage_lr_floor``: within each stage the learning rates decay
     geometrically to this fraction of their start (1: constant), so the model settles before β moves on.
+    ``weights_from_data`` (an option of ours; needs a mixture prior and ``data``): the mixture weights π get their
+    gradient from the data term only, so the components' shares follow the frames; the reverse bound, which weighs
+    a component by how well it fits (exp of its negative variational free energy), does not move them.
     ``checkpoint``: a file written every ``checkpoint_every`` steps and at each stage's end; calling again with it
     resumes (same numbers as an uninterrupted run).
     """
     if data is not None:
         data = torch.as_tensor(data, dtype=model.offset.dtype)
-    _check(steps_per_stage, final_steps, batch_size, lr, stage_lr_floor, data, gamma, model, pretrain_steps)
+    _check(steps_per_stage, final_steps, batch_size, lr, stage_lr_floor, data, gamma, model, pretrain_steps,
+           weights_from_data)
     estimate_batch = estimate_batch or 4 * batch_size
     others = [p for name, p in model.named_parameters() if name != "log_std"]
     base_lrs = (lr, lr * std_lr_factor)
@@ -122,7 +130,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
                 optimizer.zero_grad()
                 encoder_loss.backward()
                 optimizer.step()
-            terms = reverse_kl(model, target, beta, batch_size, kappa, extra_latents, energy_cap)
+            with model.prior.weights_held() if weights_from_data else contextlib.nullcontext():
+                terms = reverse_kl(model, target, beta, batch_size, kappa, extra_latents, energy_cap)
             loss = terms.loss
             if data is not None:
                 picked = data[torch.randint(len(data), (min(data_batch, len(data)),))]

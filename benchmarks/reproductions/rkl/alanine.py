@@ -38,6 +38,7 @@ import torch
 from cvplug import systems
 from cvplug.analysis import ALA2_BASINS
 from cvplug.features import dihedral_angles
+from cvplug.metad import reweighting_factors, run_metadynamics
 from cvplug.metrics import bond_length_deviation, logistic_accuracy, radius_of_gyration
 from cvplug.plugins.rkl import AdaptiveTempering, fit_model, reverse_kl
 from cvplug.runs import write_json
@@ -63,6 +64,11 @@ CONFIGS = {
     # `mixture-data` with one decoder and one σθ per mixture component (a mixture decoder, an option of ours).
     "mixture-decoder": dict(PAPER, mixture=3, mixture_decoder=True, data_frames=50, pretrain_steps=2000, gamma=0.5,
                             start=1.0, final_steps=3000, extra_latents=16, kappa=10.0),
+    # `mixture-decoder` whose 50 frames come from metadynamics along the `plain` model's CV (its run for the same
+    # seed), drawn by their reweighting factors, and whose weights π follow those frames only (options of ours).
+    "mixture-biased": dict(PAPER, mixture=3, mixture_decoder=True, data_frames=50, data_source="biased",
+                           weights_from_data=True, pretrain_steps=2000, gamma=0.5, start=1.0, final_steps=3000,
+                           extra_latents=16, kappa=10.0),
     # The same start from data, without the mixture prior (the paper's N(0, I)).
     "data": dict(PAPER, data_frames=50, pretrain_steps=2000, gamma=0.5, start=1.0, final_steps=3000,
                  extra_latents=16, kappa=10.0),
@@ -106,6 +112,19 @@ def md_positions(spec, out: Path, steps: int, every: int, seed: int) -> np.ndarr
     return trajectory_positions(load_trajectory(path), spec)
 
 
+def biased_frames(spec, cv, out: Path, frames: int, steps: int, seed: int) -> np.ndarray:
+    """``frames`` positions [frames, 22, 3] (nm) drawn by their reweighting factors exp(V_final(s)/kT) from a
+    well-tempered metadynamics run of ``steps`` 2 fs steps along ``cv`` (``cvplug.metad`` defaults, a frame every
+    100 steps, kept in ``out``; resumes), by systematic resampling: an unweighted sample of the unbiased ensemble."""
+    run_metadynamics(spec, cv, steps, out, report_every=100, seed=seed, threads=1, progress=False)
+    weights = reweighting_factors(out)
+    positions = trajectory_positions(load_trajectory(out / "trajectory.dcd"), spec)
+    if len(positions) != len(weights):
+        raise RuntimeError(f"{out}: {len(positions)} frames but {len(weights)} colvar lines")
+    points = (np.random.default_rng(seed).random() + np.arange(frames)) / frames
+    return positions[np.minimum(np.searchsorted(np.cumsum(weights), points), len(weights) - 1)]
+
+
 def reference_weights() -> dict | None:
     """Mean and standard error of the reference basin weights (from ``ala2_reference.json``), or None."""
     if not REFERENCE.exists():
@@ -118,13 +137,21 @@ def reference_weights() -> dict | None:
 
 
 def train(spec, options: dict, seed: int, out: Path, md_dir: Path, data_steps: int, progress: bool):
-    """Fit one configuration (data frames, if any, evenly spaced over ``data_steps`` MD steps of a run seeded
-    1000 + seed); returns the :class:`~cvplug.plugins.rkl.RklFit`."""
+    """Fit one configuration; returns the :class:`~cvplug.plugins.rkl.RklFit`. Data frames, if any: evenly spaced
+    over ``data_steps`` MD steps of a plain run seeded 1000 + seed, or with ``data_source="biased"`` drawn from
+    ``data_steps`` steps of metadynamics along the CV of the ``plain`` configuration for this seed (fitted first in
+    ``out``/../../plain/seed<k>, or resumed) by :func:`biased_frames`."""
     options = dict(options)
     schedule = AdaptiveTempering(start=options.pop("start"), max_step=options.pop("max_step"))
     frames, gamma = options.pop("data_frames", 0), options.pop("gamma", None)
+    source = options.pop("data_source", "md")
     data = None
-    if frames:
+    if frames and source == "biased":
+        plain = train(spec, CONFIGS["plain"], seed, out.parent.parent / "plain" / f"seed{seed}", md_dir, data_steps,
+                      progress)
+        plain.target.close()
+        data = biased_frames(spec, plain.cv, md_dir / f"biased-seed{seed}", frames, data_steps, seed=1000 + seed)
+    elif frames:
         every = data_steps // frames
         data = md_positions(spec, md_dir / f"data-seed{seed}", every * frames, every, seed=1000 + seed)
     return fit_model(spec, 2, target_options={"threads": 1, "workers": 1}, schedule=schedule, data=data,

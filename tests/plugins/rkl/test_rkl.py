@@ -541,3 +541,32 @@ def test_mixture_model_trains_its_weights_and_pretraining_starts_it_at_the_data(
     assert ((x1 + 2.4).abs() < 1).float().mean() > 0.5 and ((x1 - 2.3).abs() < 1).float().mean() > 0.1
     with pytest.raises(ValueError, match="pretrain_steps needs data"):
         fit_model(spec, 1, schedule=AdaptiveTempering(start=1.0), pretrain_steps=5, progress=False)
+
+
+def test_weights_from_data_keep_the_bound_off_the_mixture_weights():
+    """``weights_held`` makes π a constant of the reverse bound (every other parameter keeps its gradient); with
+    ``weights_from_data`` training moves π by the data term alone, so a step on the bound leaves it where it was."""
+    model = MixtureDecoderModel(2, 1, hidden=(8,), init_std=0.7, init_gain=1.0, mixture=2,
+                                mixture_spread=3.0).double()
+    assert model.prior.means[:, 0].tolist() == [-3.0, 3.0]
+    spec = systems.load("double-well")
+    target = ToyTarget(spec)
+    with model.prior.weights_held():
+        torch.manual_seed(0)
+        reverse_kl(model, target, 1.0, 64, kappa=None).loss.backward()
+    assert model.prior.logits.grad is None and model.prior.means.grad.abs().sum() > 0
+    torch.manual_seed(0)
+    reverse_kl(model, target, 1.0, 64, kappa=None).loss.backward()
+    assert model.prior.logits.grad.abs().sum() > 0                             # the bound alone would move π
+
+    from cvplug.plugins.rkl import fit_model
+    data = np.zeros((20, 1, 3))
+    data[:, 0, 0] = np.where(np.arange(20) < 15, -2.4, 2.3)
+    options = dict(schedule=AdaptiveTempering(start=1.0), final_steps=20, batch_size=32, mixture=2, seed=0,
+                   progress=False, lr=1e-2)
+    for weights_from_data in (False, True):
+        fitted = fit_model(spec, 1, data=data, gamma=1.0, weights_from_data=weights_from_data, **options)
+        moved = abs(fitted.model.prior.logits[0] - fitted.model.prior.logits[1]).item()
+        assert (moved == 0.0) if weights_from_data else (moved > 0.01)            # γ = 1: the data term weighs 0
+    with pytest.raises(ValueError, match="weights_from_data needs data and a mixture prior"):
+        fit_model(spec, 1, weights_from_data=True, **options)
