@@ -19,10 +19,12 @@ in the paper's Figure 10) and ``ramachandran.png`` (generated histogram beside t
 
     python benchmarks/reproductions/rkl/alanine.py --config plain --seeds 0 1 2     # the paper's model
     python benchmarks/reproductions/rkl/alanine.py --config mixture-data --seeds 0 1 2
+    python benchmarks/reproductions/rkl/alanine.py --config mixture-biased --seeds 0 1 2  # the best configuration
 
 ``--set KEY=VALUE`` overrides a configuration's option (e.g. ``--set final_steps=1000`` for a reduced budget).
 Writes results.json, the CV (rkl_cv.pt) and the plots in ``--out``/<config or --name>/seed<k>; training resumes from its
-checkpoint there. The plain MD runs (classifier check and the eq.-39 data frames) are kept in ``--out``/md.
+checkpoint there. The plain MD runs (classifier check and the eq.-39 data frames) and the biased runs of
+``mixture-biased`` are kept in ``--out``/md.
 """
 from __future__ import annotations
 
@@ -64,11 +66,11 @@ CONFIGS = {
     # `mixture-data` with one decoder and one σθ per mixture component (a mixture decoder, an option of ours).
     "mixture-decoder": dict(PAPER, mixture=3, mixture_decoder=True, data_frames=50, pretrain_steps=2000, gamma=0.5,
                             start=1.0, final_steps=3000, extra_latents=16, kappa=10.0),
-    # `mixture-decoder` whose 50 frames come from metadynamics along the `plain` model's CV (its run for the same
-    # seed), drawn by their reweighting factors, and whose weights π follow those frames only (options of ours).
+    # `mixture-decoder` whose 50 frames come from 1 ns of metadynamics along the `plain` model's CV (its run for the
+    # same seed), drawn by their reweighting factors, and whose weights π follow those frames only (options of ours).
     "mixture-biased": dict(PAPER, mixture=3, mixture_decoder=True, data_frames=50, data_source="biased",
-                           weights_from_data=True, pretrain_steps=2000, gamma=0.5, start=1.0, final_steps=3000,
-                           extra_latents=16, kappa=10.0),
+                           data_steps=500_000, weights_from_data=True, pretrain_steps=2000, gamma=0.5, start=1.0,
+                           final_steps=3000, extra_latents=16, kappa=10.0),
     # The same start from data, without the mixture prior (the paper's N(0, I)).
     "data": dict(PAPER, data_frames=50, pretrain_steps=2000, gamma=0.5, start=1.0, final_steps=3000,
                  extra_latents=16, kappa=10.0),
@@ -138,19 +140,21 @@ def reference_weights() -> dict | None:
 
 def train(spec, options: dict, seed: int, out: Path, md_dir: Path, data_steps: int, progress: bool):
     """Fit one configuration; returns the :class:`~cvplug.plugins.rkl.RklFit`. Data frames, if any: evenly spaced
-    over ``data_steps`` MD steps of a plain run seeded 1000 + seed, or with ``data_source="biased"`` drawn from
-    ``data_steps`` steps of metadynamics along the CV of the ``plain`` configuration for this seed (fitted first in
-    ``out``/../../plain/seed<k>, or resumed) by :func:`biased_frames`."""
+    over ``data_steps`` MD steps (the configuration's ``data_steps`` if it has one) of a plain run seeded
+    1000 + seed, or with ``data_source="biased"`` drawn from that many steps of metadynamics along the CV of the
+    ``plain`` configuration for this seed (fitted first in ``out``/../../plain/seed<k>, or resumed) by
+    :func:`biased_frames`."""
     options = dict(options)
     schedule = AdaptiveTempering(start=options.pop("start"), max_step=options.pop("max_step"))
     frames, gamma = options.pop("data_frames", 0), options.pop("gamma", None)
-    source = options.pop("data_source", "md")
+    source, data_steps = options.pop("data_source", "md"), options.pop("data_steps", data_steps)
     data = None
     if frames and source == "biased":
         plain = train(spec, CONFIGS["plain"], seed, out.parent.parent / "plain" / f"seed{seed}", md_dir, data_steps,
                       progress)
         plain.target.close()
-        data = biased_frames(spec, plain.cv, md_dir / f"biased-seed{seed}", frames, data_steps, seed=1000 + seed)
+        data = biased_frames(spec, plain.cv, md_dir / f"biased-{data_steps // 500}ps-seed{seed}", frames,
+                             data_steps, seed=1000 + seed)
     elif frames:
         every = data_steps // frames
         data = md_positions(spec, md_dir / f"data-seed{seed}", every * frames, every, seed=1000 + seed)
@@ -314,7 +318,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/rkl-ala2"))
     parser.add_argument("--name", help="subfolder of --out for this run (default: the configuration's name)")
     parser.add_argument("--md-steps", type=int, default=500_000, help="2 fs steps of the plain MD for the classifier")
-    parser.add_argument("--data-steps", type=int, default=250_000, help="2 fs MD steps the data frames span")
+    parser.add_argument("--data-steps", type=int, default=250_000,
+                        help="2 fs MD steps the data frames span (unless the configuration sets data_steps)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
