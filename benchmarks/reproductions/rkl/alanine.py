@@ -84,10 +84,11 @@ def backbone_angles(spec, positions) -> tuple[np.ndarray, np.ndarray]:
                  for name in ("phi_atoms", "psi_atoms"))
 
 
-def basin_fractions(spec, positions) -> dict:
-    """Fractions of configurations in α_R, β and φ > 0 (:data:`cvplug.analysis.ALA2_BASINS`)."""
+def basin_fractions(spec, positions, weights=None) -> dict:
+    """Fractions of configurations in α_R, β and φ > 0 (:data:`cvplug.analysis.ALA2_BASINS`), weighted by
+    ``weights`` [N] if given."""
     phi, psi = backbone_angles(spec, positions)
-    return {short: float(ALA2_BASINS[name](phi, psi).mean()) for short, name in BASINS.items()}
+    return {short: float(np.average(ALA2_BASINS[name](phi, psi), weights=weights)) for short, name in BASINS.items()}
 
 
 def alpha_centre(spec, positions) -> list[float]:
@@ -114,17 +115,19 @@ def md_positions(spec, out: Path, steps: int, every: int, seed: int) -> np.ndarr
     return trajectory_positions(load_trajectory(path), spec)
 
 
-def biased_frames(spec, cv, out: Path, frames: int, steps: int, seed: int) -> np.ndarray:
+def biased_frames(spec, cv, out: Path, frames: int, steps: int, seed: int) -> tuple[np.ndarray, dict]:
     """``frames`` positions [frames, 22, 3] (nm) drawn by their reweighting factors exp(V_final(s)/kT) from a
     well-tempered metadynamics run of ``steps`` 2 fs steps along ``cv`` (``cvplug.metad`` defaults, a frame every
-    100 steps, kept in ``out``; resumes), by systematic resampling: an unweighted sample of the unbiased ensemble."""
+    100 steps, kept in ``out``; resumes), by systematic resampling: an unweighted sample of the unbiased ensemble.
+    Also returns the run's reweighted basin weights (all its frames)."""
     run_metadynamics(spec, cv, steps, out, report_every=100, seed=seed, threads=1, progress=False)
     weights = reweighting_factors(out)
     positions = trajectory_positions(load_trajectory(out / "trajectory.dcd"), spec)
     if len(positions) != len(weights):
         raise RuntimeError(f"{out}: {len(positions)} frames but {len(weights)} colvar lines")
     points = (np.random.default_rng(seed).random() + np.arange(frames)) / frames
-    return positions[np.minimum(np.searchsorted(np.cumsum(weights), points), len(weights) - 1)]
+    drawn = positions[np.minimum(np.searchsorted(np.cumsum(weights), points), len(weights) - 1)]
+    return drawn, basin_fractions(spec, positions, weights)
 
 
 def reference_weights() -> dict | None:
@@ -139,7 +142,9 @@ def reference_weights() -> dict | None:
 
 
 def train(spec, options: dict, seed: int, out: Path, md_dir: Path, data_steps: int, progress: bool):
-    """Fit one configuration; returns the :class:`~cvplug.plugins.rkl.RklFit`. Data frames, if any: evenly spaced
+    """Fit one configuration; returns the :class:`~cvplug.plugins.rkl.RklFit` and what the data frames hold
+    (their basin fractions; for biased frames also the biased run's reweighted basin weights). Data frames, if any:
+    evenly spaced
     over ``data_steps`` MD steps (the configuration's ``data_steps`` if it has one) of a plain run seeded
     1000 + seed, or with ``data_source="biased"`` drawn from that many steps of metadynamics along the CV of the
     ``plain`` configuration for this seed (fitted first in ``out``/../../plain/seed<k>, or resumed) by
@@ -148,19 +153,22 @@ def train(spec, options: dict, seed: int, out: Path, md_dir: Path, data_steps: i
     schedule = AdaptiveTempering(start=options.pop("start"), max_step=options.pop("max_step"))
     frames, gamma = options.pop("data_frames", 0), options.pop("gamma", None)
     source, data_steps = options.pop("data_source", "md"), options.pop("data_steps", data_steps)
-    data = None
+    data, about = None, {}
     if frames and source == "biased":
-        plain = train(spec, CONFIGS["plain"], seed, out.parent.parent / "plain" / f"seed{seed}", md_dir, data_steps,
-                      progress)
+        plain, _ = train(spec, CONFIGS["plain"], seed, out.parent.parent / "plain" / f"seed{seed}", md_dir,
+                         data_steps, progress)
         plain.target.close()
-        data = biased_frames(spec, plain.cv, md_dir / f"biased-{data_steps // 500}ps-seed{seed}", frames,
-                             data_steps, seed=1000 + seed)
+        data, about["biased_run_reweighted"] = biased_frames(
+            spec, plain.cv, md_dir / f"biased-{data_steps // 500}ps-seed{seed}", frames, data_steps, seed=1000 + seed)
     elif frames:
         every = data_steps // frames
         data = md_positions(spec, md_dir / f"data-seed{seed}", every * frames, every, seed=1000 + seed)
-    return fit_model(spec, 2, target_options={"threads": 1, "workers": 1}, schedule=schedule, data=data,
-                     gamma=gamma if data is not None else None, seed=seed, work_dir=out, progress=progress,
-                     **options)
+    if data is not None:
+        about["data_frames"] = basin_fractions(spec, data)
+    fitted = fit_model(spec, 2, target_options={"threads": 1, "workers": 1}, schedule=schedule, data=data,
+                       gamma=gamma if data is not None else None, seed=seed, work_dir=out, progress=progress,
+                       **options)
+    return fitted, about
 
 
 def evaluate(spec, fitted, reference_md: np.ndarray, samples: int = 20_000) -> dict:
@@ -287,6 +295,10 @@ def table(results: dict, reference: dict | None) -> list[str]:
             ok = ["yes" if 0.5 <= r["generated"][short] / reference[short]["mean"] <= 2 else "no"
                   for r in results.values()]
             lines.append(f"{short + ' within ×2 of reference':<34}{'':>16}" + "".join(f"{v:>11}" for v in ok))
+    for key, label in (("data_frames", "data frames"), ("biased_run_reweighted", "biased run, reweighted")):
+        if all(key in r for r in results.values()):
+            lines.append(f"{'α_R / β, ' + label:<34}{'':>16}"
+                         + "".join(f"{r[key]['alpha_R']:>5.2f} /{r[key]['beta']:>4.2f}" for r in results.values()))
     for k, angle in enumerate(("φ", "ψ")):
         lines.append(f"{'α_R centre ' + angle + ', generated (MD)':<34}{'':>16}" + "".join(
             f"{r['alpha_centre_generated_deg'][k]:>5.0f} ({r['alpha_centre_md_deg'][k]:>3.0f})"
@@ -333,9 +345,9 @@ def main() -> None:
     for seed in args.seeds:
         out = args.out / name / f"seed{seed}"
         started = time.perf_counter()
-        fitted = train(spec, options, seed, out, args.out / "md", args.data_steps, not args.quiet)
+        fitted, about = train(spec, options, seed, out, args.out / "md", args.data_steps, not args.quiet)
         fitted.cv.export(out / "rkl_cv.pt")
-        results[seed] = {**evaluate(spec, fitted, md), "options": options,
+        results[seed] = {**evaluate(spec, fitted, md), **about, "options": options,
                          "script_wall_s": time.perf_counter() - started}
         if fitted.model.prior is not None:
             results[seed]["components"] = component_weights(spec, fitted)
