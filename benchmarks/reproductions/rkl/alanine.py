@@ -191,8 +191,18 @@ def evaluate(spec, fitted, reference_md: np.ndarray, samples: int = 20_000) -> d
             "bond_length_mad_nm": bond_length_deviation(generated, reference_md, bonds),
             "rg_difference_nm": float(radius_of_gyration(generated).mean() - radius_of_gyration(reference_md).mean()),
             "d_alanine_fraction": float(np.mean(chirality(spec, generated) != reference_sign)),
+            "beta_near_alpha": beta_near_alpha(z, alpha, beta, phi, psi),
             "samples": samples, "force_calls": fitted.result.force_calls, "wall_s": fitted.result.wall_s,
             "stages": len(fitted.result.history)}
+
+
+def beta_near_alpha(z: np.ndarray, alpha: np.ndarray, beta: np.ndarray, phi: np.ndarray, psi: np.ndarray) -> dict:
+    """Which MD β frames the CV puts on α_R's side: those whose z [N, d], projected on the line from β's mean z to
+    α_R's, lie past the midpoint; their number and median (φ, ψ) in degrees (why the classifier misses)."""
+    towards = z[alpha].mean(0) - z[beta].mean(0)
+    near = beta & ((z - z[beta].mean(0)) @ towards > 0.5 * towards @ towards)
+    median = [float(np.median(a[near])) if near.any() else float("nan") for a in (phi, psi)]
+    return {"frames": int(near.sum()), "of": int(beta.sum()), "median_phi_psi_deg": median}
 
 
 def component_weights(spec, fitted, samples: int = 4000, latents: int = 64) -> list[dict]:
@@ -311,6 +321,10 @@ def table(results: dict, reference: dict | None) -> list[str]:
             ("force calls", "force_calls", ".3g"), ("wall time, s", "wall_s", ".0f"), ("stages", "stages", "d")]
     for label, key, fmt in rows:
         lines.append(f"{label:<34}{'':>16}" + "".join(f"{r[key]:>11{fmt}}" for r in results.values()))
+    for seed, r in results.items():
+        near = r["beta_near_alpha"]
+        lines.append(f"seed {seed}: {near['frames']} of the MD's {near['of']} β frames lie on α_R's side of z, median "
+                     f"(φ, ψ) ({near['median_phi_psi_deg'][0]:.0f}°, {near['median_phi_psi_deg'][1]:.0f}°)")
     for seed, r in results.items():
         for k, c in enumerate(r.get("components", [])):
             if "mean_log_w" in c:
