@@ -17,14 +17,15 @@ estimate, mixed γ option), :mod:`.tempering` (Algorithm 1), :mod:`.gradnorm` (A
 """
 from .frame import RigidFrame
 from .gradnorm import cap_gradient_norms, normalize_sample_gradients
-from .method import ReverseKL, RklFit, build_model, fit_model, make_cv, make_target
+from .method import ReverseKL, RklFit, build_model, fit_model, make_cv, make_target, warm_start
 from .model import CoarseGrainedModel, MixtureDecoderModel, MixturePrior, Samples
 from .objective import forward_kl, kl_estimate, log_marginal_bound, mixed, reverse_kl
 from .targets import MoleculeTarget, Target, ToyTarget, springs_for_constraints
 from .tempering import AdaptiveTempering
 from .trainer import TrainingResult, train
 
-__all__ = ["ReverseKL", "fit_model", "RklFit", "build_model", "make_cv", "make_target", "CoarseGrainedModel",
-           "MixtureDecoderModel", "MixturePrior", "Samples", "reverse_kl", "log_marginal_bound", "forward_kl", "mixed",
-           "kl_estimate", "AdaptiveTempering", "normalize_sample_gradients", "cap_gradient_norms", "Target",
-           "ToyTarget", "MoleculeTarget", "RigidFrame", "springs_for_constraints", "TrainingResult", "train"]
+__all__ = ["ReverseKL", "fit_model", "RklFit", "build_model", "warm_start", "make_cv", "make_target",
+           "CoarseGrainedModel", "MixtureDecoderModel", "MixturePrior", "Samples", "reverse_kl", "log_marginal_bound",
+           "forward_kl", "mixed", "kl_estimate", "AdaptiveTempering", "normalize_sample_gradients",
+           "cap_gradient_norms", "Target", "ToyTarget", "MoleculeTarget", "RigidFrame", "springs_for_constraints",
+           "TrainingResult", "train"]

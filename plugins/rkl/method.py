@@ -19,7 +19,7 @@ from .targets import MoleculeTarget, Target, ToyTarget
 from .tempering import AdaptiveTempering
 from .trainer import Gamma, TrainingResult, train
 
-__all__ = ["RklFit", "ReverseKL", "fit_model", "make_target", "build_model", "make_cv"]
+__all__ = ["RklFit", "ReverseKL", "fit_model", "make_target", "build_model", "warm_start", "make_cv"]
 
 MOLECULE_SCALE = 0.1  # nm: the networks' length unit for molecules
 
@@ -51,6 +51,48 @@ def build_model(target: Target, n_components: int, hidden: Sequence[int] = (64, 
                 init_gain, input_gain, mixture, mixture_spread)
 
 
+WARM_HOLDS = ("weights", "shape", "encoder")
+
+
+def warm_start(model: MixtureDecoderModel, base: CoarseGrainedModel, data: torch.Tensor, seed: int = 0,
+               hold: Sequence[str] = ("weights",), min_std: float = 0.1) -> None:
+    """Start a fresh mixture-decoder ``model`` from a fitted single-decoder ``base`` (an option of ours): the
+    encoder, every component's decoder and σθ are copies of ``base``'s, and the K prior components sit where
+    ``base``'s encoder puts ``data`` (model coordinates [N, D], N ≥ K): k-means (scipy, seeded) on the encoder
+    means, each component at its cluster's centre with the cluster's standard deviation (at least ``min_std``, units of z)
+    and weight the cluster's share. So the model starts as ``base`` with its latent space split where the
+    data lie, and each component's decoder can move to its frames' basin without dragging the others.
+
+    ``hold``: what training must leave as it is: "weights" (π stays the clusters' shares), "shape" (the
+    components' means and widths), "encoder" (the CV stays ``base``'s)."""
+    from scipy.cluster.vq import kmeans2
+
+    k = len(model.decoder) if isinstance(model, MixtureDecoderModel) else 0
+    if not k or base.prior is not None or len(data) < k \
+            or (base.data_dim, base.n_components) != (model.data_dim, model.n_components):
+        raise ValueError("warm_start needs a mixture-decoder model, a base with the N(0, I) prior and the same "
+                         f"dimensions, and at least {k} data points")
+    if not set(hold) <= set(WARM_HOLDS):
+        raise ValueError(f"hold takes {', '.join(WARM_HOLDS)}, got {', '.join(hold)}")
+    with torch.no_grad():
+        z = base.encode(torch.as_tensor(data, dtype=base.offset.dtype))[0].double().numpy()
+        centres, label = kmeans2(z, k, seed=seed, minit="++")
+        model.encoder.load_state_dict(base.encoder.state_dict())
+        for decoder in model.decoder:
+            decoder.load_state_dict(base.decoder.state_dict())
+        model.log_std.copy_(base.log_std.expand_as(model.log_std))
+        shares = np.bincount(label, minlength=k).clip(min=1) / len(z)
+        spreads = [z[label == j].std(0) if (label == j).sum() > 1 else np.zeros(z.shape[1]) for j in range(k)]
+        model.prior.means.copy_(torch.as_tensor(centres))
+        model.prior.log_std.copy_(torch.as_tensor(np.log(np.maximum(spreads, min_std))))
+        model.prior.logits.copy_(torch.as_tensor(np.log(shares)))
+    held = {"weights": [model.prior.logits], "shape": [model.prior.means, model.prior.log_std],
+            "encoder": list(model.encoder.parameters())}
+    for name in hold:
+        for parameter in held[name]:
+            parameter.requires_grad_(False)
+
+
 def make_cv(model: CoarseGrainedModel, target: Target, n_atoms: int, calibration_samples: int = 2000,
             info: Optional[dict] = None) -> CollectiveVariable:
     """The encoder mean μφ as a CV of full-system positions, calibrated on samples of the trained q(x)."""
@@ -76,7 +118,8 @@ def fit_model(spec, n_components: int = 2, *, energy: str = "torch", target_opti
               hidden: Sequence[int] = (64, 64), init_std: Optional[float] = None, init_gain: float = 0.1,
               input_gain: float = 1.0, mixture: int = 0, mixture_decoder: bool = False, mixture_spread: float = 2.0,
               schedule: Optional[AdaptiveTempering] = None, data=None,
-              gamma: Optional[Gamma] = None, seed: int = 0, work_dir=None, progress: bool = True,
+              gamma: Optional[Gamma] = None, base: Optional[CoarseGrainedModel] = None,
+              hold: Sequence[str] = ("weights",), seed: int = 0, work_dir=None, progress: bool = True,
               **training) -> RklFit:
     """Train the model on ``spec`` (a shipped name, a file path or a SystemSpec) and return the CV with the
     model, the target and the record.
@@ -86,7 +129,9 @@ def fit_model(spec, n_components: int = 2, *, energy: str = "torch", target_opti
     go to :func:`make_target`; ``hidden``, ``init_std``, ``init_gain``, ``input_gain``, ``mixture``,
     ``mixture_decoder``, ``mixture_spread`` to :func:`build_model`;
     ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
-    (nm) with ``gamma``. ``work_dir``: where the checkpoint goes (the run resumes from it). ``training``:
+    (nm) with ``gamma``. ``base``: a fitted single-decoder model to start a mixture decoder from, placed on
+    ``data``, with ``hold`` what training leaves as it starts (:func:`warm_start`). ``work_dir``: where the
+    checkpoint goes (the run resumes from it). ``training``:
     steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
     encoder_steps, pretrain_steps, stage_lr_floor, energy_cap, weights_from_data, checkpoint_every
     (:func:`.trainer.train`).
@@ -97,6 +142,10 @@ def fit_model(spec, n_components: int = 2, *, energy: str = "torch", target_opti
     model = build_model(target, n_components, hidden, init_std, init_gain, input_gain, mixture, mixture_decoder,
                         mixture_spread)
     coordinates = None if data is None else target.coordinates(np.asarray(data))
+    if base is not None:
+        if coordinates is None:
+            raise ValueError("base needs data: the mixture's components are placed on the data frames")
+        warm_start(model, base, coordinates, seed, hold)
     checkpoint = Path(work_dir) / "rkl.ckpt" if work_dir is not None else None
     result = train(model, target, schedule or AdaptiveTempering(), data=coordinates, gamma=gamma, seed=seed,
                    checkpoint=checkpoint, progress=progress, **training)

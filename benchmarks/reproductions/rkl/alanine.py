@@ -19,7 +19,8 @@ in the paper's Figure 10) and ``ramachandran.png`` (generated histogram beside t
 
     python benchmarks/reproductions/rkl/alanine.py --config plain --seeds 0 1 2     # the paper's model
     python benchmarks/reproductions/rkl/alanine.py --config mixture-data --seeds 0 1 2
-    python benchmarks/reproductions/rkl/alanine.py --config mixture-biased --seeds 0 1 2  # the best configuration
+    python benchmarks/reproductions/rkl/alanine.py --config mixture-biased --seeds 0 1 2
+    python benchmarks/reproductions/rkl/alanine.py --config mixture-warm --seeds 0 1 2    # the best configuration
 
 ``--set KEY=VALUE`` overrides a configuration's option (e.g. ``--set final_steps=1000`` for a reduced budget).
 Writes results.json, the CV (rkl_cv.pt) and the plots in ``--out``/<config or --name>/seed<k>; training resumes from its
@@ -71,6 +72,13 @@ CONFIGS = {
     "mixture-biased": dict(PAPER, mixture=3, mixture_decoder=True, data_frames=50, data_source="biased",
                            data_steps=500_000, weights_from_data=True, pretrain_steps=2000, gamma=0.5, start=1.0,
                            final_steps=3000, extra_latents=16, kappa=10.0),
+    # `mixture-biased` started from the `plain` model instead of from scratch: its encoder, and its decoder for
+    # every component, with the components placed where its encoder puts the 50 frames; π held at the shares of
+    # those clusters and the encoder (the CV) held as the plain model's (options of ours; `--set hold=...` holds
+    # less, see `warm_start`).
+    "mixture-warm": dict(PAPER, mixture=3, mixture_decoder=True, data_frames=50, data_source="biased",
+                         data_steps=500_000, warm_start=True, hold=("weights", "encoder"), pretrain_steps=2000,
+                         gamma=0.5, start=1.0, final_steps=3000, extra_latents=16, kappa=10.0),
     # The same start from data, without the mixture prior (the paper's N(0, I)).
     "data": dict(PAPER, data_frames=50, pretrain_steps=2000, gamma=0.5, start=1.0, final_steps=3000,
                  extra_latents=16, kappa=10.0),
@@ -144,15 +152,18 @@ def reference_weights() -> dict | None:
 def train(spec, options: dict, seed: int, out: Path, md_dir: Path, data_steps: int, progress: bool):
     """Fit one configuration; returns the :class:`~cvplug.plugins.rkl.RklFit` and what the data frames hold
     (their basin fractions; for biased frames also the biased run's reweighted basin weights). Data frames, if any:
-    evenly spaced
-    over ``data_steps`` MD steps (the configuration's ``data_steps`` if it has one) of a plain run seeded
-    1000 + seed, or with ``data_source="biased"`` drawn from that many steps of metadynamics along the CV of the
-    ``plain`` configuration for this seed (fitted first in ``out``/../../plain/seed<k>, or resumed) by
-    :func:`biased_frames`."""
+    evenly spaced over ``data_steps`` MD steps (the configuration's ``data_steps`` if it has one) of a plain run
+    seeded 1000 + seed, or with ``data_source="biased"`` drawn from that many steps of metadynamics along the CV of
+    the ``plain`` configuration for this seed (fitted first in ``out``/../../plain/seed<k>, or resumed) by
+    :func:`biased_frames`; ``warm_start`` (biased frames only) starts the mixture from that ``plain`` model
+    (:func:`~cvplug.plugins.rkl.warm_start`)."""
     options = dict(options)
     schedule = AdaptiveTempering(start=options.pop("start"), max_step=options.pop("max_step"))
     frames, gamma = options.pop("data_frames", 0), options.pop("gamma", None)
     source, data_steps = options.pop("data_source", "md"), options.pop("data_steps", data_steps)
+    warm, plain = options.pop("warm_start", False), None
+    if warm and not (frames and source == "biased"):
+        raise ValueError("warm_start needs data_source='biased' (it starts from that run's plain model)")
     data, about = None, {}
     if frames and source == "biased":
         plain, _ = train(spec, CONFIGS["plain"], seed, out.parent.parent / "plain" / f"seed{seed}", md_dir,
@@ -166,8 +177,8 @@ def train(spec, options: dict, seed: int, out: Path, md_dir: Path, data_steps: i
     if data is not None:
         about["data_frames"] = basin_fractions(spec, data)
     fitted = fit_model(spec, 2, target_options={"threads": 1, "workers": 1}, schedule=schedule, data=data,
-                       gamma=gamma if data is not None else None, seed=seed, work_dir=out, progress=progress,
-                       **options)
+                       gamma=gamma if data is not None else None, base=plain.model if warm else None, seed=seed,
+                       work_dir=out, progress=progress, **options)
     return fitted, about
 
 
