@@ -53,3 +53,34 @@ def test_info_prints_metadata(tmp_path, capsys):
                               method="toy").export(tmp_path / "x.pt")
     assert main(["info", str(path)]) == 0
     assert '"method": "toy"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("engine, force", [("hills", "PythonForce"), ("openmm", "CustomCVForce")])
+def test_cvplug_bias_reaches_the_bias_force_through_each_file_once(engine, force, tmp_path, mlp_cv, monkeypatch,
+                                                                   one_thread):
+    """The layout's walk: from ``cvplug bias`` to the bias force added to the OpenMM System, the call stack goes
+    through each file of the package once, starting at the CLI (no return to a file it has left)."""
+    import traceback
+    from pathlib import Path
+
+    import openmm
+    import torch
+
+    import cvplug
+
+    cv_file = tmp_path / "cv.pt"
+    mlp_cv(torch.float32).export(cv_file)
+    stacks, add_force = {}, openmm.System.addForce
+
+    def recording(system, added):
+        stacks[type(added).__name__] = [Path(frame.filename) for frame in traceback.extract_stack()[:-1]]
+        return add_force(system, added)
+
+    monkeypatch.setattr(openmm.System, "addForce", recording)
+    assert main(["bias", "--system", "ala2-implicit", "--cv", str(cv_file), "--steps", "20", "--report-every", "10",
+                 "--range=-3:3", "--range=-3:3", "--engine", engine, "--out", str(tmp_path / "out")]) == 0
+    package = Path(cvplug.__file__).parent
+    inside = [path for path in stacks[force] if path.is_relative_to(package)]
+    walk = [path for i, path in enumerate(inside) if i == 0 or path != inside[i - 1]]
+    assert walk[0].name == "cli.py" and len(walk) >= 3
+    assert len(walk) == len(set(walk)), f"the walk returns to a file: {[str(p.relative_to(package)) for p in walk]}"
