@@ -59,9 +59,9 @@ def warm_start(model: MixtureDecoderModel, base: CoarseGrainedModel, data: torch
     """Start a fresh mixture-decoder ``model`` from a fitted single-decoder ``base`` (an option of ours): the
     encoder, every component's decoder and σθ are copies of ``base``'s, and the K prior components sit where
     ``base``'s encoder puts ``data`` (model coordinates [N, D], N ≥ K): k-means (scipy, seeded) on the encoder
-    means, each component at its cluster's centre with the cluster's standard deviation (at least ``min_std``, units of z)
-    and weight the cluster's share. So the model starts as ``base`` with its latent space split where the
-    data lie, and each component's decoder can move to its frames' basin without dragging the others.
+    means, each component at its cluster's centre with the cluster's standard deviation (at least ``min_std``, in
+    units of z) and weight the cluster's share. So the model starts as ``base`` with its latent space split where
+    the data lie, and each component's decoder can move to its frames' basin without dragging the others.
 
     ``hold``: what training must leave as it is: "weights" (π stays the clusters' shares), "shape" (the
     components' means and widths), "encoder" (the CV stays ``base``'s)."""

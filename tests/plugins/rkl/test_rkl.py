@@ -411,7 +411,8 @@ def test_exact_kl_of_a_gaussian_model_matches_the_closed_form(beta, rkl_double_w
     mean_u = (m1 ** 4 + 6 * m1 ** 2 * v1 + 3 * v1 ** 2) / 4 - 3 * (m1 ** 2 + v1) + m1 + (m2 ** 2 + v2) / 2
     closed_form = -0.5 * math.log(2 * math.pi * math.e * v1) - 0.5 * math.log(2 * math.pi * math.e * v2) \
         + beta * mean_u + log_z
-    assert rkl_double_well.exact_kl(model, systems.load("double-well").toy.u, beta) == pytest.approx(closed_form, rel=5e-4)
+    exact = rkl_double_well.exact_kl(model, systems.load("double-well").toy.u, beta)
+    assert exact == pytest.approx(closed_form, rel=5e-4)
 
 
 class _Decoder(torch.nn.Module):
@@ -572,46 +573,46 @@ def test_weights_from_data_keep_the_bound_off_the_mixture_weights():
         fit_model(spec, 1, weights_from_data=True, **options)
 
 
-def test_warm_start_copies_the_start_model_and_puts_one_component_on_each_cluster_of_the_data():
+def test_warm_start_copies_the_base_model_and_puts_one_component_on_each_cluster_of_the_data():
     """A mixture decoder warm-started from a single-decoder model generates what that model does at every z (all
     decoders and σθ copied), keeps its encoder, and has one prior component per cluster of the encoded data: at the
     cluster's mean z, with its share as weight."""
     from cvplug.plugins.rkl import fit_model, warm_start
 
-    start = _double_model(hidden=(8,), seed=1)
+    base = _double_model(hidden=(8,), seed=1)
     data = torch.zeros(20, 2, dtype=torch.float64)
     data[:, 0] = torch.where(torch.arange(20) < 15, -2.4, 2.3)
     data[:, 1] = 0.01 * torch.randn(20, dtype=torch.float64)
     model = _double_model(hidden=(8,), mixture_decoder=True)
-    warm_start(model, start, data, seed=0)
+    warm_start(model, base, data, seed=0)
     with torch.no_grad():
         z = torch.linspace(-3, 3, 7, dtype=torch.float64)[:, None]
         for k in range(2):
-            assert torch.equal(model.decode_all(z)[:, k], start.decode(z))
-        assert torch.equal(model.encode(data)[0], start.encode(data)[0])
-        assert torch.equal(model.log_std, start.log_std.expand(2, -1))
-        encoded = start.encode(data)[0][:, 0]
+            assert torch.equal(model.decode_all(z)[:, k], base.decode(z))
+        assert torch.equal(model.encode(data)[0], base.encode(data)[0])
+        assert torch.equal(model.log_std, base.log_std.expand(2, -1))
+        encoded = base.encode(data)[0][:, 0]
         centres = sorted(model.prior.means[:, 0].tolist())
         expected = sorted([encoded[:15].mean().item(), encoded[15:].mean().item()])
         assert centres == pytest.approx(expected, abs=1e-9)
         big = 0 if model.prior.means[0, 0] == pytest.approx(encoded[:15].mean().item()) else 1
         assert model.prior.weights()[big].item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match="warm_start needs a mixture-decoder model"):
-        warm_start(_double_model(), start, data)
+        warm_start(_double_model(), base, data)
     with pytest.raises(ValueError, match="hold takes weights, shape, encoder"):
-        warm_start(model, start, data, hold=("decoder",))
+        warm_start(model, base, data, hold=("decoder",))
     spec = systems.load("double-well")
     with pytest.raises(ValueError, match="base needs data"):
-        fit_model(spec, 1, mixture=2, mixture_decoder=True, base=start, progress=False)
+        fit_model(spec, 1, mixture=2, mixture_decoder=True, base=base, progress=False)
 
     positions = np.zeros((20, 1, 3))
     positions[:, 0, :2] = data.numpy()
-    options = dict(mixture=2, mixture_decoder=True, base=start, data=positions, gamma=0.5, hidden=(8,), lr=1e-2,
+    options = dict(mixture=2, mixture_decoder=True, base=base, data=positions, gamma=0.5, hidden=(8,), lr=1e-2,
                    schedule=AdaptiveTempering(start=1.0), final_steps=20, batch_size=32, seed=0, progress=False)
     for hold in [(), ("weights", "encoder"), ("shape",)]:
         fitted = fit_model(spec, 1, hold=hold, **options).model
         weights_kept = torch.allclose(fitted.prior.weights().double(), model.prior.weights(), atol=1e-6)
         encoder_kept = all(torch.allclose(a.double(), b, atol=1e-6) for a, b in zip(fitted.encoder.parameters(),
-                                                                                    start.encoder.parameters()))
+                                                                                    base.encoder.parameters()))
         shape_kept = torch.allclose(fitted.prior.means.double(), model.prior.means, atol=1e-6)
         assert (weights_kept, encoder_kept, shape_kept) == ("weights" in hold, "encoder" in hold, "shape" in hold)
