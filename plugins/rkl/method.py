@@ -131,10 +131,10 @@ def fit_model(spec, n_components: int = 2, *, energy: str = "torch", target_opti
     ``schedule`` defaults to ``AdaptiveTempering()``. Mixed objective: ``data`` positions [N, n_atoms, 3]
     (nm) with ``gamma``. ``base``: a fitted single-decoder model to start a mixture decoder from, placed on
     ``data``, with ``hold`` what training leaves as it starts (:func:`warm_start`). ``work_dir``: where the
-    checkpoint goes (the run resumes from it). ``training``:
-    steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch, data_batch, std_lr_factor,
-    encoder_steps, pretrain_steps, stage_lr_floor, energy_cap, weights_from_data, checkpoint_every
-    (:func:`.trainer.train`).
+    checkpoint goes (the run resumes from it; one written for other settings, data or starting model is
+    refused). ``training``: steps_per_stage, final_steps, batch_size, lr, kappa, extra_latents, estimate_batch,
+    data_batch, std_lr_factor, encoder_steps, pretrain_steps, stage_lr_floor, energy_cap, weights_from_data,
+    checkpoint_every (:func:`.trainer.train`).
     """
     spec = resolve(spec)
     target = make_target(spec, energy, **(target_options or {}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,18 +84,28 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     gradient from the data term only, so the components' shares follow the frames; the reverse bound, which weighs
     a component by how well it fits (exp of its negative variational free energy), does not move them.
     ``checkpoint``: a file written every ``checkpoint_every`` steps and at each stage's end; calling again with it
-    resumes (same numbers as an uninterrupted run).
+    resumes (same numbers as an uninterrupted run), and refuses a checkpoint written for other settings, data or
+    starting model (:func:`_identity`).
     """
     if data is not None:
         data = torch.as_tensor(data, dtype=model.offset.dtype)
     _check(steps_per_stage, final_steps, batch_size, lr, stage_lr_floor, data, gamma, model, pretrain_steps,
            weights_from_data)
     estimate_batch = estimate_batch or 4 * batch_size
+    identity = _identity(model, data, dict(
+        schedule=repr(schedule), steps_per_stage=steps_per_stage, final_steps=final_steps, batch_size=batch_size,
+        lr=lr, kappa=kappa, extra_latents=extra_latents, energy_cap=energy_cap, estimate_batch=estimate_batch,
+        gamma=gamma if not callable(gamma) else "a function of β", data_batch=data_batch,
+        std_lr_factor=std_lr_factor, encoder_steps=encoder_steps, pretrain_steps=pretrain_steps,
+        stage_lr_floor=stage_lr_floor, weights_from_data=weights_from_data, seed=seed))
     others = [p for name, p in model.named_parameters() if name != "log_std"]
     base_lrs = (lr, lr * std_lr_factor)
     optimizer = torch.optim.Adam([{"params": others}, {"params": [model.log_std], "lr": base_lrs[1]}], lr=lr)
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     state = store.restore(model=model, optimizer=optimizer) if store is not None else None
+    if state is not None and state.get("identity") != identity:
+        raise ValueError(f"checkpoint {checkpoint} was written for other settings, data or starting model; "
+                         "delete it or choose another work folder to start over")
     if state is None:
         seed_everything(seed)
         state = {"beta": schedule.start, "stage_step": 0, "result": TrainingResult(), "finished": False}
@@ -115,7 +126,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
         result.wall_s = wall_before + time.perf_counter() - started
         if store is not None:
             store.save(model=model, optimizer=optimizer, beta=beta, stage_step=stage_step, result=result,
-                       finished=finished)
+                       finished=finished, identity=identity)
 
     bar = progress_bar(desc="rkl", progress=progress, unit="step")
     while True:
@@ -168,6 +179,19 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     bar.close()
     save(finished=True)
     return result
+
+
+def _identity(model: CoarseGrainedModel, data: Optional[Tensor], settings: dict) -> dict:
+    """What a checkpoint must have been written for to be resumed: the training ``settings``, the model as it
+    starts (sha256 of its parameters and buffers: architecture, initialisation, warm start), the names of its
+    held parameters and the sha256 of the data frames."""
+    weights = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().numpy().tobytes())
+    frames = None if data is None else hashlib.sha256(data.detach().cpu().numpy().tobytes()).hexdigest()
+    held = sorted(name for name, parameter in model.named_parameters() if not parameter.requires_grad)
+    return {"settings": settings, "model": weights.hexdigest(), "held": held, "data": frames}
 
 
 def _last(result: TrainingResult, key: str) -> str:

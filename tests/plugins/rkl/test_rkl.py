@@ -293,6 +293,9 @@ def test_interrupted_training_resumes_with_the_same_numbers(tmp_path, monkeypatc
     resumed = fit_model(spec, 1, work_dir=tmp_path, **options).result
     for key in ("beta", "loss", "kl", "force_calls"):
         assert [h[key] for h in resumed.history] == pytest.approx([h[key] for h in whole.history], rel=1e-9), key
+    for other in (dict(data=options["data"] + 0.01), dict(final_steps=30), dict(seed=1)):
+        with pytest.raises(ValueError, match="was written for other settings, data or starting model"):
+            fit_model(spec, 1, work_dir=tmp_path, **{**options, **other})
 
 
 def test_learning_rate_decays_within_each_stage_and_milestones_train_as_long_as_the_target(monkeypatch, one_thread):
