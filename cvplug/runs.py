@@ -43,7 +43,7 @@ import numpy as np
 
 __all__ = ["RunError", "RunInUseError", "RunMismatchError", "write_atomic", "write_json", "read_json", "RunLock",
            "claim", "move_folder_aside", "move_files_aside", "walker_name", "system_identity", "cv_fingerprint",
-           "atoms_identity", "positive_int", "positive_number", "nonnegative_int"]
+           "tensors_fingerprint", "atoms_identity", "positive_int", "positive_number", "nonnegative_int"]
 
 
 class RunError(ValueError):
@@ -337,12 +337,19 @@ _CV_KEYS = ("method", "n_atoms", "atoms", "features", "n_components", "names", "
 def cv_fingerprint(cv) -> str:
     """A SHA-256 of what a CV computes: its metadata (versions left out) and every tensor of its TorchScript
     module. A CollectiveVariable and the file it exported give the same fingerprint."""
-    import torch
-
     digest = hashlib.sha256()
     metadata = _normalise({key: cv.metadata.get(key) for key in _CV_KEYS})
     digest.update(json.dumps(metadata, sort_keys=True).encode())
-    for name, tensor in sorted(cv.compiled().state_dict().items()):
+    return tensors_fingerprint(cv.compiled().state_dict(), digest)
+
+
+def tensors_fingerprint(tensors: dict, digest=None) -> str:
+    """A SHA-256 ("sha256:…") of named tensors (a state_dict): each name, dtype, shape and bytes, in name order,
+    fed into ``digest`` (a fresh SHA-256 by default, or one already fed with other content)."""
+    import torch
+
+    digest = digest or hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
         data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())

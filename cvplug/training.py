@@ -33,11 +33,14 @@ class Checkpoint:
     >>> state = ckpt.load()                           # doctest: +SKIP
     >>> ckpt.save(epoch=3, model=model, optimizer=opt, history=losses)  # doctest: +SKIP
     Modules and optimizers are stored by ``state_dict`` and restored in place by :meth:`restore`;
-    RNG states are saved and restored so a resumed run continues the same random stream.
+    RNG states are saved and restored so a resumed run continues the same random stream. ``identity`` (JSON-like:
+    settings, data fingerprints …) says which fit the file belongs to: it is saved with it, and :meth:`restore`
+    refuses a checkpoint written with another.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, identity: Optional[dict] = None):
         self.path = Path(path)
+        self.identity = identity
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -45,6 +48,7 @@ class Checkpoint:
     def save(self, **items: Any) -> None:
         payload = {name: (item.state_dict() if hasattr(item, "state_dict") else item) for name, item in items.items()}
         payload["_rng"] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        payload["_identity"] = self.identity
         if torch.cuda.is_initialized():
             payload["_rng"]["cuda"] = torch.cuda.get_rng_state_all()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +68,9 @@ class Checkpoint:
         payload = self.load()
         if payload is None:
             return None
+        if self.identity is not None and payload.get("_identity") != self.identity:
+            raise ValueError(f"checkpoint {self.path} was written for other settings, data or starting model; "
+                             "delete it or choose another work folder to start over")
         for name, target in targets.items():
             if name not in payload:
                 raise ValueError(f"checkpoint {self.path} has no entry {name!r}")
@@ -74,7 +81,7 @@ class Checkpoint:
         random.setstate(rng["python"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        return {k: v for k, v in payload.items() if k not in targets}
+        return {k: v for k, v in payload.items() if k not in targets and k != "_identity"}
 
 
 def progress_bar(iterable=None, total: Optional[int] = None, desc: str = "", progress: bool = True, **kwargs):

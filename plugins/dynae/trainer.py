@@ -175,10 +175,8 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
     if prior is not None:
         modules.update(prior=prior, prior_optimizer=prior_optimizer)
 
-    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    store = Checkpoint(checkpoint, _resumable(asdict(config))) if checkpoint is not None else None
     state = store.restore(**modules) if store is not None else None
-    if state is not None and _resumable(state["settings"]) != _resumable(asdict(config)):
-        raise ValueError(f"checkpoint {checkpoint} was written with other settings; delete it to start over")
     history: list[dict] = state["history"] if state else []
     seconds, cpu_seconds = (state["seconds"], state["cpu_seconds"]) if state else (0.0, 0.0)
     bar = progress_bar(total=config.epochs * steps, initial=len(history) * steps, desc=f"{config.model} seed {seed}",
@@ -200,8 +198,7 @@ def train(data, n_components: int = 2, lag: int = 1, *, features: Optional[Featu
         cpu_seconds += time.process_time() - cpu_started
         bar.set_postfix({k: f"{v:.3g}" for k, v in sums.items()})
         if store is not None:
-            store.save(**modules, history=history, seconds=seconds, cpu_seconds=cpu_seconds,
-                       settings=asdict(config))
+            store.save(**modules, history=history, seconds=seconds, cpu_seconds=cpu_seconds)
     bar.close()
     for module in networks:
         module.cpu()

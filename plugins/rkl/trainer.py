@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import Tensor
 
+from cvplug.runs import tensors_fingerprint
 from cvplug.training import Checkpoint, progress_bar, seed_everything
 
 from .gradnorm import KAPPA
@@ -85,7 +85,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     a component by how well it fits (exp of its negative variational free energy), does not move them.
     ``checkpoint``: a file written every ``checkpoint_every`` steps and at each stage's end; calling again with it
     resumes (same numbers as an uninterrupted run), and refuses a checkpoint written for other settings, data or
-    starting model (:func:`_identity`).
+    starting model (:func:`_identity`, checked by :class:`~cvplug.training.Checkpoint`).
     """
     if data is not None:
         data = torch.as_tensor(data, dtype=model.offset.dtype)
@@ -101,11 +101,8 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
     others = [p for name, p in model.named_parameters() if name != "log_std"]
     base_lrs = (lr, lr * std_lr_factor)
     optimizer = torch.optim.Adam([{"params": others}, {"params": [model.log_std], "lr": base_lrs[1]}], lr=lr)
-    store = Checkpoint(checkpoint) if checkpoint is not None else None
+    store = Checkpoint(checkpoint, identity) if checkpoint is not None else None
     state = store.restore(model=model, optimizer=optimizer) if store is not None else None
-    if state is not None and state.get("identity") != identity:
-        raise ValueError(f"checkpoint {checkpoint} was written for other settings, data or starting model; "
-                         "delete it or choose another work folder to start over")
     if state is None:
         seed_everything(seed)
         state = {"beta": schedule.start, "stage_step": 0, "result": TrainingResult(), "finished": False}
@@ -126,7 +123,7 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
         result.wall_s = wall_before + time.perf_counter() - started
         if store is not None:
             store.save(model=model, optimizer=optimizer, beta=beta, stage_step=stage_step, result=result,
-                       finished=finished, identity=identity)
+                       finished=finished)
 
     bar = progress_bar(desc="rkl", progress=progress, unit="step")
     while True:
@@ -183,15 +180,11 @@ def train(model: CoarseGrainedModel, target: Target, schedule: AdaptiveTempering
 
 def _identity(model: CoarseGrainedModel, data: Optional[Tensor], settings: dict) -> dict:
     """What a checkpoint must have been written for to be resumed: the training ``settings``, the model as it
-    starts (sha256 of its parameters and buffers: architecture, initialisation, warm start), the names of its
-    held parameters and the sha256 of the data frames."""
-    weights = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        weights.update(name.encode())
-        weights.update(tensor.detach().cpu().numpy().tobytes())
-    frames = None if data is None else hashlib.sha256(data.detach().cpu().numpy().tobytes()).hexdigest()
+    starts (its parameters and buffers: architecture, initialisation, warm start), the names of its held
+    parameters and the data frames."""
     held = sorted(name for name, parameter in model.named_parameters() if not parameter.requires_grad)
-    return {"settings": settings, "model": weights.hexdigest(), "held": held, "data": frames}
+    return {"settings": settings, "model": tensors_fingerprint(model.state_dict()), "held": held,
+            "data": None if data is None else tensors_fingerprint({"data": data})}
 
 
 def _last(result: TrainingResult, key: str) -> str:

@@ -40,3 +40,17 @@ def test_damaged_checkpoint_says_so(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="damaged"):
         Checkpoint(path).load()
+
+
+def test_a_checkpoint_resumes_only_the_fit_it_was_written_for(tmp_path):
+    """With an identity, a checkpoint is saved with it and refused by a fit with another (or with none saved)."""
+    path = tmp_path / "run.ckpt"
+    model = torch.nn.Linear(2, 1)
+    Checkpoint(path, {"lr": 0.1}).save(model=model, step=3)
+    assert Checkpoint(path, {"lr": 0.1}).restore(model=model) == {"step": 3}
+    assert Checkpoint(path).restore(model=model) == {"step": 3}                 # no identity asked for
+    with pytest.raises(ValueError, match="was written for other settings, data or starting model"):
+        Checkpoint(path, {"lr": 0.2}).restore(model=model)
+    Checkpoint(path).save(model=model, step=4)
+    with pytest.raises(ValueError, match="was written for other settings"):
+        Checkpoint(path, {"lr": 0.1}).restore(model=model)

@@ -93,8 +93,9 @@ FORKSERVER.set_forkserver_preload(["torch", "openmm", "pytest", "cvplug.learn", 
 
 
 class Child:
-    """A scenario running in a child process (this module run as ``__main__`` with ``CHILD`` set), with the part of
-    the Popen interface the tests use; ``wait`` gives 9 after ``exit_after_checkpoint``, −9 after a SIGKILL."""
+    """A scenario started in a child process (this module run as ``__main__`` with ``CHILD`` set); returns once it
+    is about to run. It has the part of the Popen interface the tests use; ``wait`` gives 9 after
+    ``exit_after_checkpoint``, −9 after a SIGKILL."""
 
     def __init__(self, name: str, out: Path, walker: int = 0, exit_after_checkpoint: int = 0, **options):
         ready = FORKSERVER.Event()
@@ -122,11 +123,6 @@ class Child:
     def error(self) -> str:
         """The traceback the child sent, if any."""
         return self._errors.recv() if self._errors.poll() else ""
-
-
-def start(name: str, out: Path, walker: int = 0, exit_after_checkpoint: int = 0, **options) -> Child:
-    """Start a scenario in a child process; returns once it is about to run."""
-    return Child(name, out, walker, exit_after_checkpoint, **options)
 
 
 def kill_when(child: Child, ready, timeout: float = 120.0) -> bool:
@@ -286,7 +282,7 @@ def test_a_held_lock_refuses_simulate_and_names_the_output(tmp_path):
 
 
 def test_two_walkers_write_their_own_files_at_once_and_share_hills(tmp_path):
-    other = start("hills", tmp_path, walker=1)
+    other = Child("hills", tmp_path, walker=1)
     scenario("hills", tmp_path, walker=0)
     assert other.wait(timeout=120) == 0, other.error()
     for walker in (0, 1):
@@ -318,7 +314,7 @@ def test_killed_right_after_a_checkpoint_keeps_every_hill(tmp_path, engine):
     then resumed: 60 hills at the end, one per deposition, OpenMM's grid (the killed process's file replaced,
     not added) their sum."""
     options = dict(report_every=150, frequency=50, steps=3000)
-    child = start(engine, tmp_path, exit_after_checkpoint=1, **options)
+    child = Child(engine, tmp_path, exit_after_checkpoint=1, **options)
     assert child.wait(timeout=120) == 9, child.error()
     hills = np.load(tmp_path / ("hills" if engine == "hills" else "bias") / "hills.0.npy")
     assert len(hills) >= 18  # all hills of the checkpoint (900 steps) are on disk
@@ -332,7 +328,7 @@ def test_kill_at_a_random_moment_then_resume(tmp_path, name):
     total = {"simulate": size_of_dcd(SIM_STEPS // 10), "hills": BIAS_STEPS // 10, "openmm": BIAS_STEPS // 10}[name]
     target = int(rng.integers(1, total))
     print(f"SIGKILL once the output reaches {target} of {total}")
-    child = start(name, tmp_path)
+    child = Child(name, tmp_path)
     measure = (lambda: size(tmp_path / "md.dcd")) if name == "simulate" else (lambda: lines(tmp_path / "colvar.dat"))
     assert kill_when(child, lambda: measure() >= target), "the run ended before it could be killed"
     scenario(name, tmp_path)
@@ -356,7 +352,7 @@ def test_twenty_random_kills_across_simulate_bias_learn_and_walkers(tmp_path):
         try:
             if name == "learn":
                 delay = float(rng.uniform(0.0, 3.0))
-                child = start(name, out)
+                child = Child(name, out)
                 time.sleep(delay)
                 running = kill_when(child, lambda: True)
                 moments.append(f"{name}: {delay:.2f} s{'' if running else ' (had ended)'}")
@@ -370,8 +366,8 @@ def test_twenty_random_kills_across_simulate_bias_learn_and_walkers(tmp_path):
             measure = (lambda: size(out / "md.dcd")) if name == "simulate" else \
                 (lambda: lines(out / walker_name("colvar.dat", walker)))
             if name == "walkers":
-                survivor = start(engine, out, walker=1 - walker)
-            child = start(engine, out, walker=walker)
+                survivor = Child(engine, out, walker=1 - walker)
+            child = Child(engine, out, walker=walker)
             running = kill_when(child, lambda: measure() >= target)
             moments.append(f"{name}: {target}/{total}{'' if running else ' (had ended)'}")
             if name == "walkers":
